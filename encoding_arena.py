@@ -106,7 +106,7 @@ def _truncate_latest_turns(
     """
     room = budget - len(user) - len(assistant)
     p, r = prompts[-1], responses[-1]
-    p_keep = min(len(p), max(room // 4, room - len(r)))
+    p_keep = min(len(p), max(room // 4, room - len(r), 1))  # 1: under 4 tokens of room, a quarter is 0
     r_keep = min(len(r), room - p_keep)
     last = user + (p[len(p) - p_keep :] if p_keep else []) + assistant + r[:r_keep]
     kept = [last]
@@ -128,6 +128,10 @@ def _truncate_head(
     return ids[:budget]
 
 
+# Default "latest_turns": the last answer is what the voter judged. Measured by bench/truncation.py on
+# arena_dev.csv (7,038 towers, MiniLM tokenizer): "head" loses the last response entirely in 4.5% of towers at
+# max_length 512 (1.0% at 1024) and cuts it in 14.4% (3.5%); "latest_turns" never loses it and cuts it in 9.9%
+# (1.5%).
 _TRUNCATE = {"latest_turns": _truncate_latest_turns, "head": _truncate_head}
 
 
@@ -174,7 +178,8 @@ def encode_battles(
             )
         sides.append(turns)
         texts.extend(t for side in turns for t in side)
-    token_ids = iter(tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else iter(())
+    # verbose=False: whole turns may exceed model_max_length; they are cut below, so the warning is noise.
+    token_ids = iter(tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]) if texts else iter(())
 
     cut = _TRUNCATE[truncation]
     out: dict[str, list] = {"input_ids_a": [], "input_ids_b": [], "style_a": [], "style_b": []}

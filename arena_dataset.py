@@ -1,0 +1,728 @@
+"""Arena battles in every layout users have -> one typed `datasets` schema, validated row by row.
+
+Schema (`ARENA_FEATURES`):
+
+    id: int64, model_a: string, model_b: string,
+    prompt, response_a, response_b: list of turn strings (the same number of turns on all three),
+    label: ClassLabel(winner_model_a, winner_model_b, winner_tie)   -- only when the source has labels
+
+Accepted layouts (detected per file from its columns):
+
+- Kaggle `lmsys-chatbot-arena` (CSV, or the same columns on the Hub): `prompt`, `response_a`, `response_b` are
+  JSON lists of turns (`null` turns become ""), one-hot `winner_model_a`, `winner_model_b`, `winner_tie`.
+- Hub conversation layouts: `conversation_a`, `conversation_b` as lists of {role, content} (or their JSON text),
+  `winner` in model_a / model_b / tie / tie (bothbad).
+- plain columns: `prompt`, `response_a`, `response_b` as strings (one turn) or lists of turns, labelled by
+  `winner`, by the one-hot columns or by `label` (0/1/2 or a label name, as `export_arena` writes it).
+
+Local files go through `ArenaBuilder` (a `datasets.GeneratorBasedBuilder`, cached like any dataset); Hub ids go
+through `datasets.load_dataset` and the same row normalisation. Loading scripts no longer exist in datasets 5,
+which is why the builder is used as a module here and `export_arena` writes plain parquet + a README `configs:`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow.parquet as pq
+from datasets.data_files import DataFilesDict, get_data_patterns
+from datasets.exceptions import DatasetGenerationError
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from configuration_arena import LABELS
+from encoding_arena import STYLE_FEATURES, as_turns, encode_battles
+
+logger = logging.getLogger(__name__)
+
+TURNS = datasets.List(datasets.Value("string"))
+BATTLE_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("int64"),
+        "model_a": datasets.Value("string"),
+        "model_b": datasets.Value("string"),
+        "prompt": TURNS,
+        "response_a": TURNS,
+        "response_b": TURNS,
+    }
+)
+ARENA_FEATURES = datasets.Features({**BATTLE_FEATURES, "label": datasets.ClassLabel(names=list(LABELS))})
+# What tokenize_arena adds: int32 ids and float32 style features keep the cached Arrow files small.
+TOWER_FEATURES = {
+    "input_ids_a": datasets.List(datasets.Value("int32")),
+    "input_ids_b": datasets.List(datasets.Value("int32")),
+    "style_a": datasets.List(datasets.Value("float32"), length=len(STYLE_FEATURES)),
+    "style_b": datasets.List(datasets.Value("float32"), length=len(STYLE_FEATURES)),
+}
+
+FILE_EXTENSIONS = (".csv", ".json", ".jsonl", ".parquet")
+ONE_HOT = LABELS  # the Kaggle one-hot column names are the label names
+WINNERS = {
+    "model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 2, "both_bad": 2,
+    **{name: i for i, name in enumerate(LABELS)},
+}
+TEXT_COLUMNS = ("prompt", "response_a", "response_b")
+CONVERSATION_COLUMNS = ("conversation_a", "conversation_b")
+
+
+class InvalidBattleError(ValueError):
+    """A battle (or a whole file) that does not fit the schema; the message names file, row, id and field.
+
+    `reason` is a short category ("unparseable JSON", "turn counts differ", ...) used by skip_invalid's summary.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid row"):
+        super().__init__(message)
+        self.reason = reason
+
+
+class _RowProblem(Exception):
+    """Raised inside the row normaliser; the caller adds file, line and id to make an InvalidBattleError."""
+
+    def __init__(self, field: str, expected: str, got: Any, reason: str):
+        super().__init__(field)
+        self.field, self.expected, self.got, self.reason = field, expected, got, reason
+
+
+def _shorten(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading files: (column names, iterator of (location, record)); the location says where a row is in its file.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _csv_records(path: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
+    # The stdlib reader rather than pandas/pyarrow: it tells the physical line of each record (cells span lines)
+    # and reads the 9 MB dev file in about 0.1 s. Real Kaggle cells exceed its default 128 KiB field limit.
+    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
+    handle = open(path, encoding="utf-8-sig", newline="")  # utf-8-sig: a BOM is dropped, not read into "id"
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None:
+        handle.close()
+        raise InvalidBattleError(f"{path}: the file is empty; expected a CSV header and rows", "empty file")
+
+    def records() -> Iterator[tuple[str, dict]]:
+        with handle:
+            start = reader.line_num + 1
+            for cells in reader:
+                if cells:  # blank lines carry no battle
+                    if len(cells) != len(header):
+                        yield f"line {start}", {"__cells__": (len(cells), len(header))}
+                    else:
+                        yield f"line {start}", dict(zip(header, cells))
+                start = reader.line_num + 1
+
+    return header, records()
+
+
+def _json_records(path: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
+    text = Path(path).read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise InvalidBattleError(f"{path}: the file is empty; expected JSON records", "empty file")
+    rows: list[tuple[str, Any]] = []
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, list):  # a JSON array of records
+        rows = [(f"record {i + 1}", r) for i, r in enumerate(whole)]
+    else:  # JSON lines (also accepted in a .json file, as datasets does)
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append((f"line {number}", json.loads(line)))
+                except json.JSONDecodeError as err:
+                    rows.append((f"line {number}", {"__json_error__": str(err)}))
+    dicts = [r for _, r in rows if isinstance(r, dict) and "__json_error__" not in r]
+    columns = list(dicts[0]) if dicts else []
+    records = ((loc, r if isinstance(r, dict) else {"__not_object__": type(r).__name__}) for loc, r in rows)
+    return columns, records
+
+
+def _parquet_records(path: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    return table.column_names, ((f"row {i + 1}", r) for i, r in enumerate(rows))
+
+
+def _read_records(path: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return _csv_records(path)
+    if suffix in (".json", ".jsonl"):
+        return _json_records(path)
+    if suffix == ".parquet":
+        return _parquet_records(path)
+    raise InvalidBattleError(f"{path}: unsupported file type {suffix!r}; expected one of {FILE_EXTENSIONS}",
+                             "unsupported file")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One source (a file or a Hub split) -> schema rows.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    text: str  # "conversation" | "columns"
+    label: str | None  # "one_hot" | "winner" | "label" | None (unlabeled)
+
+
+def detect_layout(columns: Sequence[str], source: str) -> Layout:
+    """The layout of a file from its column names; a clear error when no layout fits."""
+    have = set(columns)
+    if not have:
+        raise InvalidBattleError(f"{source}: no columns found; expected battles (see arena_dataset's docstring)",
+                                 "empty file")
+    if set(CONVERSATION_COLUMNS) <= have:
+        text = "conversation"
+    elif set(TEXT_COLUMNS) <= have:
+        text = "columns"
+    else:
+        missing = sorted(set(TEXT_COLUMNS) - have)
+        raise InvalidBattleError(
+            f"{source}: missing column(s) {missing}; expected {list(TEXT_COLUMNS)} (Kaggle or plain layout) or "
+            f"{list(CONVERSATION_COLUMNS)} (Hub conversation layout); found {sorted(have)}",
+            "missing column",
+        )
+    one_hot = [c for c in ONE_HOT if c in have]
+    if one_hot:
+        if len(one_hot) < len(ONE_HOT):
+            raise InvalidBattleError(
+                f"{source}: missing column(s) {sorted(set(ONE_HOT) - have)}; one-hot labels need all of "
+                f"{list(ONE_HOT)}", "missing column")
+        label = "one_hot"
+    elif "winner" in have:
+        label = "winner"
+    elif "label" in have:
+        label = "label"
+    elif text == "conversation":
+        raise InvalidBattleError(f"{source}: missing column 'winner'; the conversation layout needs it",
+                                 "missing column")
+    else:
+        label = None
+    return Layout(text, label)
+
+
+def _json_list(value: str) -> list | None:
+    try:
+        parsed = json.loads(value, strict=False)
+    except json.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, list) and all(t is None or isinstance(t, str) for t in parsed) else None
+
+
+def _turns(record: dict, field: str, json_lists: bool) -> list[str]:
+    if field not in record:
+        raise _RowProblem(field, "a value", "nothing (field missing)", "missing field")
+    value = record[field]
+    if isinstance(value, str):
+        if not json_lists:
+            return [value]  # plain layout: a string is one turn, even if it starts with "["
+        try:
+            value = json.loads(value, strict=False)  # strict=False: a raw newline typed into a cell is fine
+        except json.JSONDecodeError as err:
+            raise _RowProblem(field, f"a JSON list of turn strings ({err.msg}, char {err.pos})", value,
+                              "unparseable JSON") from None
+    elif value is None and not json_lists:
+        return [""]  # a null cell is one empty turn, like a null turn
+    if not isinstance(value, list):
+        raise _RowProblem(field, "a list of turn strings", value, "invalid turns")
+    try:
+        return as_turns(value, field)
+    except ValueError as err:
+        raise _RowProblem(field, "a non-empty list of strings or nulls", value, "invalid turns") from err
+
+
+def _conversation(record: dict, field: str) -> tuple[list[str], list[str]]:
+    """(user turns, assistant turns) of a [{role, content}] conversation; a missing last answer is ""."""
+    value = record.get(field)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise _RowProblem(field, f"a JSON list of {{role, content}} ({err.msg})", value,
+                              "unparseable JSON") from None
+    if not isinstance(value, list) or not value:
+        raise _RowProblem(field, "a non-empty list of {role, content} messages", value, "invalid conversation")
+    prompts: list[str] = []
+    responses: list[str] = []
+    for i, message in enumerate(value):
+        role = message.get("role") if isinstance(message, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if role == "system":
+            continue  # not shown to the voter as a turn
+        if content is not None and not isinstance(content, str):
+            raise _RowProblem(f"{field}[{i}].content", "a string", content, "invalid conversation")
+        expected = "user" if len(prompts) == len(responses) else "assistant"
+        if role != expected:
+            raise _RowProblem(f"{field}[{i}].role", f"{expected!r} (user and assistant turns alternate)", role,
+                              "invalid conversation")
+        (prompts if role == "user" else responses).append(content or "")
+    if not prompts:
+        raise _RowProblem(field, "at least one user turn", value, "invalid conversation")
+    responses += [""] * (len(prompts) - len(responses))
+    return prompts, responses
+
+
+def _label(record: dict, layout: Layout) -> int:
+    if layout.label == "one_hot":
+        flags = []
+        for column in ONE_HOT:
+            value = record.get(column)
+            flag = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}.get(value.strip()) if isinstance(value, str) else value
+            if isinstance(flag, bool) or flag not in (0, 1):
+                flag = None
+            flags.append(flag)
+        if None in flags or sum(flags) != 1:
+            got = tuple(record.get(c) for c in ONE_HOT)
+            raise _RowProblem("/".join(ONE_HOT), "one-hot 0/1 values, exactly one 1", got, "label not one-hot")
+        return flags.index(1)
+    if layout.label == "winner":
+        value = record.get("winner")
+        if not isinstance(value, str) or value.strip() not in WINNERS:
+            raise _RowProblem("winner", "one of model_a, model_b, tie, tie (bothbad)", value, "invalid winner")
+        return WINNERS[value.strip()]
+    value = record.get("label")
+    if isinstance(value, str) and value.strip() in WINNERS:
+        return WINNERS[value.strip()]
+    if isinstance(value, str) and value.strip() in ("0", "1", "2"):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1, 2):
+        return value
+    raise _RowProblem("label", f"0, 1, 2 or one of {list(LABELS)}", value, "invalid label")
+
+
+def _check_parsed(record: dict) -> None:
+    """Rows the file readers could not parse arrive as markers; they fail before anything else is read."""
+    if "__cells__" in record:
+        got, expected = record["__cells__"]
+        raise _RowProblem("(row)", f"{expected} cells like the header", f"{got} cells", "unparseable CSV")
+    if "__json_error__" in record:
+        raise _RowProblem("(row)", "a JSON object", record["__json_error__"], "unparseable JSON")
+    if "__not_object__" in record:
+        raise _RowProblem("(row)", "a JSON object", record["__not_object__"], "unparseable JSON")
+
+
+def _battle(record: dict, layout: Layout, json_lists: bool) -> dict:
+    if layout.text == "conversation":
+        prompt, response_a = _conversation(record, "conversation_a")
+        prompt_b, response_b = _conversation(record, "conversation_b")
+        if len(prompt_b) != len(prompt):
+            raise _RowProblem("conversation_b", f"{len(prompt)} user turn(s) like conversation_a", len(prompt_b),
+                              "turn counts differ")
+    else:
+        prompt, response_a, response_b = (_turns(record, f, json_lists) for f in TEXT_COLUMNS)
+        for field, turns in (("response_a", response_a), ("response_b", response_b)):
+            if len(turns) != len(prompt):
+                raise _RowProblem(field, f"{len(prompt)} turn(s) like prompt, a turn per user turn", len(turns),
+                                  "turn counts differ")
+    row = {
+        "model_a": _model(record, "model_a"),
+        "model_b": _model(record, "model_b"),
+        "prompt": prompt,
+        "response_a": response_a,
+        "response_b": response_b,
+    }
+    if layout.label is not None:
+        row["label"] = _label(record, layout)
+    return row
+
+
+def _model(record: dict, field: str) -> str:
+    value = record.get(field)
+    if value is None or value == "":
+        return "unknown"  # Kaggle test files and several sources do not name the models
+    if not isinstance(value, str):
+        raise _RowProblem(field, "a model name (string)", value, "invalid model name")
+    return value
+
+
+def _row_id(record: dict, position: int) -> int:
+    if "id" not in record:
+        return position  # no id column (e.g. the Hub conversation sets): number rows by position
+    value = record["id"]
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    raise _RowProblem("id", "an integer id (drop or rename the column to number rows by position)", value,
+                      "invalid id")
+
+
+def _uses_json_lists(records: list[tuple[str, dict]]) -> bool:
+    """Kaggle layout (cells are JSON-list text) when any prompt cell parses as a JSON list of turns.
+
+    Per file, so a single corrupted Kaggle cell is an error (not a one-turn string) while a plain prompt that
+    merely starts with "[" stays text.
+    """
+    return any(
+        isinstance(p, str) and p.lstrip().startswith("[") and _json_list(p) is not None
+        for p in (r.get("prompt") for _, r in records)
+    )
+
+
+class _Validator:
+    """Normalises the records of one or more sources of a split; raises or counts invalid rows."""
+
+    def __init__(self, skip_invalid: bool):
+        self.skip_invalid = skip_invalid
+        self.skipped: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+        self.kept = 0
+        self.seen: dict[int, str] = {}
+        self.position = 0
+
+    def rows(self, source: str, columns: Sequence[str], records: Iterable[tuple[str, dict]]) -> Iterator[dict]:
+        layout = detect_layout(columns, source)
+        records = list(records)
+        if not records:
+            raise InvalidBattleError(f"{source}: has a header but no rows; expected at least one battle",
+                                     "empty file")
+        json_lists = layout.text == "columns" and _uses_json_lists(records)
+        for location, record in records:
+            self.position += 1
+            try:
+                _check_parsed(record)
+                row_id = _row_id(record, self.position - 1)
+                where = f"{source}, {location} (id {row_id})"
+                if row_id in self.seen:
+                    raise InvalidBattleError(
+                        f"{where}, field 'id': duplicate id; expected unique ids (first at {self.seen[row_id]})",
+                        "duplicate id")
+                row = {"id": row_id, **_battle(record, layout, json_lists)}
+                self.seen[row_id] = location
+            except _RowProblem as problem:
+                row_id = record.get("id", "?")
+                error = InvalidBattleError(
+                    f"{source}, {location} (id {row_id}), field {problem.field!r}: expected {problem.expected}, "
+                    f"got {_shorten(problem.got)}",
+                    problem.reason,
+                )
+                self._invalid(error)
+                continue
+            except InvalidBattleError as error:
+                self._invalid(error)
+                continue
+            self.kept += 1
+            yield row
+
+    def _invalid(self, error: InvalidBattleError) -> None:
+        if not self.skip_invalid:
+            raise error
+        self.skipped[error.reason] += 1
+        self.examples.setdefault(error.reason, str(error))
+
+    def summary(self) -> str:
+        if not self.skipped:
+            return ""
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in self.skipped.most_common())
+        first = "; ".join(self.examples.values())
+        return f"skipped {sum(self.skipped.values())} invalid rows, kept {self.kept} ({reasons}). First: {first}"
+
+    def finish(self, source: str) -> None:
+        if self.kept == 0:
+            raise InvalidBattleError(f"{source}: no valid rows left. {self.summary()}", "no valid rows")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The builder (local files) and load_arena.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ArenaBuilderConfig(datasets.BuilderConfig):
+    """`data_files` ({split: [paths]}, resolved by datasets, which also hashes their mtimes into the cache key),
+    `labeled` (whether the files carry labels: decides the features), `skip_invalid`."""
+
+    labeled: bool = True
+    skip_invalid: bool = False
+
+
+class ArenaBuilder(datasets.GeneratorBasedBuilder):
+    """Local arena files (CSV / JSON / JSONL / parquet, any accepted layout) -> typed, cached battles.
+
+    >>> builder = ArenaBuilder(data_files={"train": ["battles.csv"]}, labeled=True)  # doctest: +SKIP
+    >>> builder.download_and_prepare(); builder.as_dataset(split="train")            # doctest: +SKIP
+    """
+
+    BUILDER_CONFIG_CLASS = ArenaBuilderConfig
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description="Arena battles: prompt and two responses (lists of turns), and which one a person preferred.",
+            features=ARENA_FEATURES if self.config.labeled else BATTLE_FEATURES,
+        )
+
+    def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
+        if not self.config.data_files:
+            raise ValueError("ArenaBuilder needs data_files")
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"files": list(files), "split": split})
+            for split, files in self.config.data_files.items()
+        ]
+
+    def _generate_examples(self, files: list[str], split: str) -> Iterator[tuple[int, dict]]:
+        validator = _Validator(self.config.skip_invalid)
+        for path in files:
+            columns, records = _read_records(path)
+            for row in validator.rows(path, columns, records):
+                yield row["id"], row
+        validator.finish(", ".join(files))
+        if validator.skipped:
+            # Kept in the saved dataset info so that a cached reload reports the skips again (see load_arena).
+            self.info.description += f"\n[{split}] {validator.summary()}"
+
+
+def _local_files(source: str | os.PathLike | Sequence[str | os.PathLike], split: str) -> list[str] | None:
+    """The files of `split` for a local source, or None when `source` is not local (a Hub id)."""
+    if isinstance(source, (list, tuple)):
+        files = [str(Path(f).resolve()) for f in source]
+    else:
+        path = Path(source)
+        if path.is_dir():
+            patterns = get_data_patterns(str(path))  # datasets' own split naming (train.csv, data/test-*, ...)
+            if split not in patterns:
+                raise ValueError(f"{path}: no files for split {split!r}; found splits {sorted(patterns)}")
+            resolved = DataFilesDict.from_patterns({split: patterns[split]}, base_path=str(path))[split]
+            files = [f for f in resolved if f.lower().endswith(FILE_EXTENSIONS)]
+            if not files:
+                raise ValueError(f"{path}: no {FILE_EXTENSIONS} files for split {split!r}")
+        elif path.is_file():
+            files = [str(path.resolve())]
+        elif path.suffix.lower() in FILE_EXTENSIONS or str(source).startswith((".", "/")):
+            raise FileNotFoundError(f"{source}: no such file or folder")
+        else:
+            return None
+    for f in files:
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"{f}: no such file")
+    return files
+
+
+def _is_labeled(path: str) -> bool:
+    """Whether a file carries labels, from its columns alone (decides the builder's features)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        columns = pq.read_schema(path).names
+    elif suffix == ".csv":
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            columns = next(csv.reader(handle), None)
+        if columns is None:
+            raise InvalidBattleError(f"{path}: the file is empty; expected a CSV header and rows", "empty file")
+    else:
+        columns, _ = _read_records(path)
+    return detect_layout(columns, path).label is not None
+
+
+def load_arena(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    split: str = "train",
+    skip_invalid: bool = False,
+    cache_dir: str | None = None,
+) -> datasets.Dataset:
+    """Load battles from a file, a list of files, a folder or a Hub dataset id into the arena schema.
+
+    Args:
+        source: a CSV / JSON / JSONL / parquet file, a list of them, a folder (split files found by datasets'
+            naming rules: `train.csv`, `data/validation-00000-of-00001.parquet`, ...) or a Hub dataset id.
+        split: the split to return (a single file or a list of files becomes this split).
+        skip_invalid: skip rows that do not fit the schema and log how many and why, instead of raising.
+        cache_dir: the datasets cache folder (default: datasets' own).
+
+    Returns:
+        A `datasets.Dataset` with `ARENA_FEATURES` (or `BATTLE_FEATURES`, without `label`, for unlabeled files).
+
+    Raises:
+        InvalidBattleError: a file or row that does not fit (empty file, missing column, unparseable JSON, turn
+            counts that disagree, labels not one-hot, non-integer or duplicate id), naming file, line, id, field.
+    """
+    files = _local_files(source, split)
+    if files is None:
+        return _load_hub(str(source), split, skip_invalid, cache_dir)
+    labeled = {_is_labeled(f) for f in files}
+    if len(labeled) > 1:
+        raise InvalidBattleError(f"{files}: some files have labels and some do not; load them separately",
+                                 "mixed labels")
+    builder = ArenaBuilder(
+        cache_dir=cache_dir, data_files={split: files}, labeled=labeled.pop(), skip_invalid=skip_invalid
+    )
+    try:
+        builder.download_and_prepare()
+    except DatasetGenerationError as err:
+        if isinstance(err.__cause__, InvalidBattleError):
+            raise err.__cause__ from None  # the row's own message, not datasets' generic wrapper
+        raise
+    dataset = builder.as_dataset(split=split)
+    for line in builder.info.description.splitlines()[1:]:
+        if line.startswith(f"[{split}] skipped"):
+            logger.warning("%s: %s", ", ".join(files), line[len(f"[{split}] "):])
+    return dataset
+
+
+def _load_hub(repo_id: str, split: str, skip_invalid: bool, cache_dir: str | None) -> datasets.Dataset:
+    """A Hub dataset (e.g. lmsys/lmsys-arena-human-preference-55k) through load_dataset, then normalised."""
+    raw = datasets.load_dataset(repo_id, split=split, cache_dir=cache_dir)
+    source = f"{repo_id} [{split}]"
+
+    def records() -> Iterator[tuple[str, dict]]:
+        offset = 0
+        for batch in raw.iter(batch_size=1000):
+            columns = list(batch)
+            for i in range(len(batch[columns[0]])):
+                yield f"row {offset + i + 1}", {c: batch[c][i] for c in columns}
+            offset += len(batch[columns[0]])
+
+    validator = _Validator(skip_invalid)
+    layout = detect_layout(raw.column_names, source)
+    rows = list(validator.rows(source, raw.column_names, records()))
+    validator.finish(source)
+    if validator.skipped:
+        logger.warning("%s: %s", source, validator.summary())
+    features = ARENA_FEATURES if layout.label is not None else BATTLE_FEATURES
+    return datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in features}, features=features, split=split)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Transforms: tokenization, A/B swap, split by prompt, export.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def tokenize_arena(
+    dataset: datasets.Dataset,
+    tokenizer: Any,
+    max_length: int,
+    truncation: str = "latest_turns",
+    num_proc: int | None = None,
+) -> datasets.Dataset:
+    """Add tower inputs (`input_ids_a`, `input_ids_b`: token ids, no padding; `style_a`, `style_b`: floats).
+
+    A batched, cached `datasets.map` over `encoding_arena.encode_battles` (the one function the pipeline uses
+    too). `num_proc` splits the work over processes; a fast tokenizer already batches in Rust, so it pays only
+    for large sets on machines with spare cores. All other columns, `label` included, are kept.
+    """
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        return encode_battles(batch["prompt"], batch["response_a"], batch["response_b"], tokenizer, max_length,
+                              truncation)
+
+    features = datasets.Features({**dataset.features, **TOWER_FEATURES})
+    return dataset.map(encode, batched=True, num_proc=num_proc, features=features,
+                       desc=f"Encoding battles (max_length={max_length}, {truncation})")
+
+
+_SWAPPED = {"response_a": "response_b", "model_a": "model_b", "input_ids_a": "input_ids_b", "style_a": "style_b"}
+
+
+def swap_battles(dataset: datasets.Dataset) -> datasets.Dataset:
+    """The same battles with A and B exchanged (responses, model names, tower inputs, style) and the label
+    mirrored (winner_model_a <-> winner_model_b, tie stays). Ids are kept: concatenate with the original for
+    augmentation, or average predictions on both for test-time swapping."""
+    pairs = {a: b for a, b in _SWAPPED.items() if a in dataset.column_names}
+
+    def swap(batch: dict[str, list]) -> dict[str, list]:
+        out = {}
+        for a, b in pairs.items():
+            out[a], out[b] = batch[b], batch[a]
+        if "label" in batch:
+            out["label"] = [(1 - y) if y in (0, 1) else y for y in batch["label"]]
+        return out
+
+    return dataset.map(swap, batched=True, desc="Swapping A and B")
+
+
+def prompt_group(prompt_turns: str | Sequence[str]) -> str:
+    """The key that groups battles on one prompt: the first user turn, whitespace collapsed, lower-cased.
+
+    >>> prompt_group(["  What is\\n2+2? ", "and 3+3?"])
+    'what is 2+2?'
+    """
+    return " ".join(as_turns(prompt_turns, "prompt")[0].split()).lower()
+
+
+def split_by_prompt(
+    dataset: datasets.Dataset, validation_fraction: float = 0.2, seed: int = 0
+) -> datasets.DatasetDict:
+    """Split into train/validation so that every battle on one prompt (`prompt_group`) lands on the same side.
+
+    Groups are shuffled with `seed` and moved to validation until it holds at least `validation_fraction` of
+    the rows (so the fraction is approximate, from above).
+    """
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction={validation_fraction}: expected a number between 0 and 1")
+    keys = [prompt_group(p) for p in dataset["prompt"]]
+    rows_of: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        rows_of.setdefault(key, []).append(i)
+    groups = sorted(rows_of)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    validation: list[int] = []
+    target = validation_fraction * len(dataset)
+    for g in order:
+        if len(validation) >= target:
+            break
+        validation.extend(rows_of[groups[g]])
+    if len(validation) == len(dataset):
+        raise ValueError(f"{len(groups)} distinct prompt(s): too few to split by prompt")
+    held = set(validation)
+    train = [i for i in range(len(dataset)) if i not in held]
+    return datasets.DatasetDict(
+        {"train": dataset.select(train), "validation": dataset.select(sorted(validation))}
+    )
+
+
+def export_arena(dataset_or_dict: datasets.Dataset | datasets.DatasetDict, folder: str | os.PathLike) -> Path:
+    """Write a Hub-ready dataset folder: `data/<split>-00000-of-00001.parquet` and a README.md dataset card whose
+    YAML holds `configs:` and the typed features, so `datasets.load_dataset(folder)` (and after
+    `huggingface_hub.upload_folder`, `load_dataset("user/name")`) gives the same rows and `ClassLabel`."""
+    dataset_dict = (
+        dataset_or_dict if isinstance(dataset_or_dict, datasets.DatasetDict)
+        else datasets.DatasetDict({str(dataset_or_dict.split or "train"): dataset_or_dict})
+    )
+    folder = Path(folder)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for split, dataset in dataset_dict.items():
+        dataset.to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+    # The same YAML blocks DatasetDict.push_to_hub writes, built with datasets' own helpers.
+    card_data = DatasetCardData(task_categories=["text-classification"], tags=["arena", "preference", "rlhf"])
+    configs = [{"split": s, "path": f"data/{s}-*"} for s in dataset_dict]
+    MetadataConfigs({"default": {"data_files": configs}}).to_dataset_card_data(card_data)
+    first = next(iter(dataset_dict.values()))
+    info = datasets.DatasetInfo(features=first.features, splits=datasets.SplitDict(
+        {s: datasets.SplitInfo(name=s, num_bytes=d.data.nbytes, num_examples=len(d))
+         for s, d in dataset_dict.items()}))
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    counts = ", ".join(f"{s}: {len(d):,}" for s, d in dataset_dict.items())
+    card = DatasetCard(
+        f"---\n{card_data.to_yaml()}\n---\n\n# Arena battles\n\n"
+        f"Pairwise human preference votes between two chatbot answers ({counts} battles), exported by "
+        "`arena_dataset.export_arena`.\n\n"
+        "Columns: `id`; `model_a`, `model_b`; `prompt`, `response_a`, `response_b` (lists of turns, the same "
+        "length); `label` (`winner_model_a`, `winner_model_b`, `winner_tie`) where the battles are labelled.\n\n"
+        "```python\nfrom datasets import load_dataset\nbattles = load_dataset(\"path/or/user/name\")\n```\n"
+    )
+    card.save(folder / "README.md")
+    return folder
+
+
+__all__ = [
+    "ARENA_FEATURES", "ArenaBuilder", "ArenaBuilderConfig", "BATTLE_FEATURES", "InvalidBattleError", "Layout",
+    "TOWER_FEATURES", "detect_layout", "export_arena", "load_arena", "prompt_group", "split_by_prompt",
+    "swap_battles", "tokenize_arena",
+]

@@ -1,0 +1,258 @@
+"""ArenaPreferencePipeline: `pipeline("arena-preference", model=..., trust_remote_code=True)`.
+
+Remote-code module: imports only torch, transformers, the standard library and its sibling modules (copied next to
+config.json by `save_pretrained`, with `custom_pipelines` written into config.json).
+
+>>> judge = pipeline("arena-preference", model="out/arena-minilm", trust_remote_code=True)  # doctest: +SKIP
+>>> judge({"prompt": "What is 2+2?", "response_a": "4", "response_b": "5"})  # doctest: +SKIP
+{'winner_model_a': 0.41, 'winner_model_b': 0.31, 'winner_tie': 0.28, 'label': 'winner_model_a'}
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+from transformers import AutoModel, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+
+try:  # loaded as remote code (a package made of the saved directory)
+    from .encoding_arena import ArenaCollator, encode_battle, encode_battles
+except ImportError:  # imported from the project checkout / installed distribution
+    from encoding_arena import ArenaCollator, encode_battle, encode_battles
+
+BATTLE_KEYS = ("prompt", "response_a", "response_b")
+# A stream is read in windows of this many batches; each window is sorted by length, run, and put back in input
+# order. Bigger windows pad less but hold more battles in memory (the window is all a stream ever holds).
+SORT_WINDOW_BATCHES = 16
+
+
+class ArenaPreferencePipeline(Pipeline):
+    """Which of two answers will a person prefer? One battle in, `{winner_model_a, winner_model_b, winner_tie,
+    label}` out (plus `reward_a`, `reward_b` with the rank head).
+
+    Inputs (each battle goes through `encoding_arena.encode_battles`, as in training):
+        - a dict `{"prompt", "response_a", "response_b"}` whose values are strings, lists of turns (`None` turns
+          are read as empty), or Kaggle JSON-list strings such as `'["Hi", null]'`; other keys are ignored;
+        - keyword form: `judge(prompt=..., response_a=..., response_b=...)`;
+        - a list or tuple of such dicts (returns a list), a generator or a `datasets.Dataset` (returns an iterator
+          that streams: only a window of `batch_size * 16` battles is held at a time).
+
+    Options (at construction or per call):
+        swap_tta (`bool`, defaults to `False`): also score the battle with A and B exchanged and average the two
+            probability vectors (mapped back to the original order); rewards are averaged the same way.
+        max_length (`int`, defaults to `config.max_length`): token budget per tower.
+        batch_size (`int`, defaults to 1): battles per forward pass. Within each window battles are sorted by
+            length so a batch pads little; results come back in input order.
+        return_logits (`bool`, defaults to `False`): add `"logits"` (3 floats whose softmax is the probabilities;
+            with `swap_tta`, the log of the averaged probabilities).
+    """
+
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+
+    # ----------------------------------------------------------------------------------------------------- calling
+    def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Score one battle (a dict or keyword form), a list/tuple (-> list), a generator or Dataset (-> iterator)."""
+        given = [key for key in BATTLE_KEYS if key in kwargs]
+        if given:
+            if inputs is not None:
+                raise ValueError(f"pass a battle either as the first argument or as keywords, not both ({given})")
+            inputs = {key: kwargs.pop(key) for key in given}
+        if inputs is None:
+            raise ValueError("no battle given: pass a dict with prompt, response_a, response_b (or those keywords)")
+        if isinstance(inputs, tuple):
+            inputs = list(inputs)
+        if isinstance(inputs, list) and not inputs:
+            return []
+        if isinstance(inputs, Mapping):
+            _check_battle(inputs, 0)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def _sanitize_parameters(
+        self,
+        swap_tta: bool | None = None,
+        max_length: int | None = None,
+        return_logits: bool | None = None,
+        truncation: str | None = None,
+        **unknown: Any,
+    ) -> tuple[dict, dict, dict]:
+        if unknown:
+            raise TypeError(f"arena-preference pipeline: unknown option(s) {sorted(unknown)}")
+        preprocess, forward, postprocess = {}, {}, {}
+        if max_length is not None:
+            preprocess["max_length"] = self._check_max_length(max_length)
+        if truncation is not None:
+            preprocess["truncation"] = truncation
+        if swap_tta is not None:
+            forward["swap_tta"] = bool(swap_tta)
+        if return_logits is not None:
+            postprocess["return_logits"] = bool(return_logits)
+        return preprocess, forward, postprocess
+
+    def _check_max_length(self, max_length: int) -> int:
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 16:
+            raise ValueError(f"max_length={max_length!r}: expected an int of at least 16 (tokens per tower)")
+        encoder = self.model.config.encoder_config
+        # Encoders with absolute position embeddings (BERT, ...) cannot read past them; DeBERTa-v3 (relative
+        # positions only, position_biased_input=False) can.
+        if getattr(encoder, "position_biased_input", True) and max_length > encoder.max_position_embeddings:
+            raise ValueError(
+                f"max_length={max_length}: this {encoder.model_type} encoder reads at most "
+                f"{encoder.max_position_embeddings} tokens per tower"
+            )
+        return max_length
+
+    # ------------------------------------------------------------------------------------------ one battle at a time
+    def preprocess(
+        self, battle: Mapping[str, Any], max_length: int | None = None, truncation: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One battle -> a batch of one: `input_ids_a/b`, `attention_mask_a/b` `(1, L)`, `style_a/b` `(1, F)`."""
+        _check_battle(battle, 0)
+        try:
+            features = encode_battle(battle, self.tokenizer, *self._encoding(max_length, truncation))
+        except ValueError as err:
+            raise ValueError(f"battle 0: {err}") from err
+        return self._collate([features])
+
+    def _forward(self, model_inputs: dict[str, torch.Tensor], swap_tta: bool = False) -> dict[str, torch.Tensor]:
+        """A collated batch of B battles -> `probs` `(B, 3)`, `logits` `(B, 3)`, `rewards` `(B, 2)` (rank head)."""
+        inputs = {k: v for k, v in model_inputs.items() if k != "labels"}
+        batch = inputs["input_ids_a"].shape[0]
+        if swap_tta:  # both orders in one forward pass: rows B..2B-1 are the battles with A and B exchanged
+            inputs = _stack_with_swapped(inputs)
+        was_training = self.model.training
+        self.model.eval()  # predictions never use dropout, even from a model handed over mid-training
+        try:
+            output = self.model(**inputs)
+        finally:
+            self.model.train(was_training)
+        logits = output.logits.float()
+        rewards = output.rewards.float() if output.rewards is not None else None
+        probs = logits.softmax(-1)
+        if swap_tta:
+            swapped_back = probs[batch:][:, [1, 0, 2]]
+            probs = (probs[:batch] + swapped_back) / 2
+            logits = probs.log()
+            if rewards is not None:
+                rewards = (rewards[:batch] + rewards[batch:].flip(-1)) / 2
+        return {"probs": probs, "logits": logits, "rewards": rewards}
+
+    def postprocess(self, model_outputs: dict[str, torch.Tensor], return_logits: bool = False) -> dict[str, Any]:
+        """Outputs of a batch of one -> `{winner_model_a, winner_model_b, winner_tie, label[, reward_a, reward_b,
+        logits]}`."""
+        labels = [self.model.config.id2label[i] for i in range(3)]
+        probs = model_outputs["probs"][0].tolist()
+        result: dict[str, Any] = dict(zip(labels, probs))
+        result["label"] = labels[max(range(3), key=probs.__getitem__)]
+        if model_outputs.get("rewards") is not None:
+            result["reward_a"], result["reward_b"] = model_outputs["rewards"][0].tolist()
+        if return_logits:
+            result["logits"] = model_outputs["logits"][0].tolist()
+        return result
+
+    def get_inference_context(self):
+        return torch.inference_mode
+
+    # ------------------------------------------------------------------------------------- streams, length-sorted
+    def get_iterator(
+        self,
+        inputs: Iterable[Mapping[str, Any]],
+        num_workers: int,
+        batch_size: int,
+        preprocess_params: dict,
+        forward_params: dict,
+        postprocess_params: dict,
+    ) -> Iterator[dict[str, Any]]:
+        """Results of a stream of battles, in input order.
+
+        transformers' own batching collates items as they come; here each window of `batch_size * 16` battles is
+        encoded in one tokenizer call, sorted by tower length, run in batches of `batch_size`, and put back in
+        input order, so padding stays small and memory stays bounded by the window.
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: expected a positive int")
+        return self._stream(iter(inputs), batch_size, preprocess_params, forward_params, postprocess_params)
+
+    def _stream(self, battles, batch_size, preprocess_params, forward_params, postprocess_params):
+        encoding = self._encoding(**preprocess_params)
+        start = 0
+        while True:
+            window = list(itertools.islice(battles, batch_size * SORT_WINDOW_BATCHES))
+            if not window:
+                return
+            features = self._encode_window(window, start, *encoding)
+            order = sorted(range(len(window)), key=lambda i: -max(len(features[i]["input_ids_a"]),
+                                                                  len(features[i]["input_ids_b"])))
+            results: list[dict[str, Any] | None] = [None] * len(window)
+            for first in range(0, len(order), batch_size):
+                rows = order[first : first + batch_size]
+                outputs = self.forward(self._collate([features[i] for i in rows]), **forward_params)
+                for j, i in enumerate(rows):
+                    one = {k: (v[j : j + 1] if v is not None else None) for k, v in outputs.items()}
+                    results[i] = self.postprocess(one, **postprocess_params)
+            yield from results
+            start += len(window)
+
+    def _encode_window(self, window: list, start: int, max_length: int, truncation: str) -> list[dict[str, Any]]:
+        for i, battle in enumerate(window):
+            _check_battle(battle, start + i)
+        try:
+            enc = encode_battles(*([b[k] for b in window] for k in BATTLE_KEYS), self.tokenizer, max_length,
+                                 truncation)
+        except ValueError:
+            # Find the battle at fault one by one, to name its index in the whole stream.
+            for i, battle in enumerate(window):
+                try:
+                    encode_battle(battle, self.tokenizer, max_length, truncation)
+                except ValueError as err:
+                    raise ValueError(f"battle {start + i}: {err}") from err
+            raise
+        return [{key: values[i] for key, values in enc.items()} for i in range(len(window))]
+
+    # ------------------------------------------------------------------------------------------------------ helpers
+    def _encoding(self, max_length: int | None = None, truncation: str | None = None) -> tuple[int, str]:
+        config = self.model.config
+        return (max_length or config.max_length, truncation or config.truncation)
+
+    def _collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = ArenaCollator(pad_token_id=self.tokenizer.pad_token_id or 0)(features)
+        if not self.model.config.style_features:
+            batch = {k: v for k, v in batch.items() if not k.startswith("style")}
+        return batch
+
+
+def _check_battle(battle: Any, index: int) -> None:
+    if not isinstance(battle, Mapping):
+        raise ValueError(
+            f"battle {index}: expected a dict with keys {BATTLE_KEYS}, got {type(battle).__name__}"
+        )
+    missing = [key for key in BATTLE_KEYS if key not in battle]
+    if missing:
+        raise ValueError(f"battle {index}: missing key(s) {missing}; a battle needs {list(BATTLE_KEYS)}")
+
+
+def _stack_with_swapped(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`(B, ...)` tensors of both sides -> `(2B, ...)`: the battles, then the same battles with A and B exchanged.
+    The towers may differ in length; pad both to the longer one first (the model would anyway)."""
+    length = max(inputs["input_ids_a"].shape[1], inputs["input_ids_b"].shape[1])
+    padded = {}
+    for key, value in inputs.items():
+        if key.startswith(("input_ids", "attention_mask")) and value.shape[1] < length:
+            fill = 0 if key.startswith("attention_mask") else int(value[0, -1]) if False else 0
+            value = torch.nn.functional.pad(value, (0, length - value.shape[1]), value=fill)
+        padded[key] = value
+    stacked = {}
+    for key, value in padded.items():
+        other = key[:-1] + ("b" if key.endswith("a") else "a")
+        stacked[key] = torch.cat([value, padded[other]])
+    return stacked
+
+
+PIPELINE_REGISTRY.register_pipeline("arena-preference", pipeline_class=ArenaPreferencePipeline, pt_model=AutoModel)
+
+__all__ = ["ArenaPreferencePipeline", "BATTLE_KEYS"]

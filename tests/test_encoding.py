@@ -1,0 +1,169 @@
+"""encoding_arena: as_turns, truncation properties on random conversations, one encoding for training and the
+pipeline, dynamic padding."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import BATTLES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from encoding_arena import ASSISTANT_MARKER, USER_MARKER, ArenaCollator, as_turns, encode_battle, encode_battles
+
+# --- as_turns ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "turns"),
+    [
+        ("Hi", ["Hi"]),
+        ("", [""]),
+        ('["Hi", null]', ["Hi", ""]),  # Kaggle JSON-list text with a null turn
+        ('["only"]', ["only"]),
+        ("[citation needed] is a tag", ["[citation needed] is a tag"]),  # text that merely starts with "["
+        ("[1, 2, 3]", ["[1, 2, 3]"]),  # a JSON list, but not of strings: still text
+        (["a", None, "c"], ["a", "", "c"]),
+        (("a", "b"), ["a", "b"]),
+    ],
+)
+def test_as_turns_accepts(value, turns):
+    assert as_turns(value, "prompt") == turns
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [([], "prompt: expected at least one turn"), (["a", 3], r"prompt\[1\]: expected a string or null turn"),
+     (7, "prompt: expected a string or a list of strings"), (None, "prompt: expected a string")],
+)
+def test_as_turns_rejects_with_the_field_name(value, message):
+    with pytest.raises(ValueError, match=message):
+        as_turns(value, "prompt")
+
+
+def test_encode_battles_rejects_unequal_turns_and_unknown_strategy(tiny_tokenizer):
+    with pytest.raises(ValueError, match="battle 0: prompt, response_a and response_b have 2, 1 and 2 turns"):
+        encode_battles([["a", "b"]], [["x"]], [["x", "y"]], tiny_tokenizer, 64)
+    with pytest.raises(ValueError, match="truncation='tail' is not one of"):
+        encode_battles(["a"], ["b"], ["c"], tiny_tokenizer, 64, truncation="tail")
+    with pytest.raises(ValueError, match="leaves no room"):
+        encode_battles(["a"], ["b"], ["c"], tiny_tokenizer, 8)
+
+
+# --- truncation properties on random conversations ----------------------------------------------------------------
+
+WORDS = ["the", "answer", "is", "Paris", "def", "main():", "return", "42", "**bold**", "-", "list", "\n", "é", "🙂",
+         "hash", "table", "poem", "sea", "why?", "Because", "x" * 30, "User:", ""]
+turn_text = st.lists(st.sampled_from(WORDS), max_size=60).map(" ".join)
+conversation = st.integers(1, 4).flatmap(
+    lambda n: st.tuples(*(st.lists(st.one_of(turn_text, st.none()), min_size=n, max_size=n) for _ in range(3)))
+)
+
+
+def _tokens(tokenizer, text: str | None) -> list[int]:
+    return tokenizer(text or "", add_special_tokens=False)["input_ids"]
+
+
+def _check_last_exchange(ids: list[int], prompt: str | None, response: str | None, tokenizer) -> None:
+    """The tower ends with `User: <tail of last prompt> Assistant: <head of last response>` [SEP], with at least
+    one token of each whenever it has any."""
+    user, assistant = _tokens(tokenizer, USER_MARKER), _tokens(tokenizer, ASSISTANT_MARKER)
+    p, r = _tokens(tokenizer, prompt), _tokens(tokenizer, response)
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    body = ids[1:-1]
+    # the response head: the longest r[:k] that ends the tower right after an Assistant marker
+    k = next(k for k in range(len(r), -1, -1)
+             if body[len(body) - k:] == r[:k] and body[len(body) - k - len(assistant): len(body) - k] == assistant)
+    assert k >= 1 or not r, "the last response lost all its tokens"
+    before = body[: len(body) - k - len(assistant)]
+    # the prompt tail: the longest p[-j:] ending `before` right after a User marker
+    j = next(j for j in range(len(p), -1, -1)
+             if before[len(before) - j:] == p[len(p) - j:]
+             and before[len(before) - j - len(user): len(before) - j] == user)
+    assert j >= 1 or not p, "the last prompt lost all its tokens"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conversation=conversation, max_length=st.integers(20, 160))
+def test_latest_turns_properties(tiny_tokenizer, conversation, max_length):
+    prompt, response_a, response_b = conversation
+    battle = {"prompt": prompt, "response_a": response_a, "response_b": response_b}
+    encoded = encode_battle(battle, tiny_tokenizer, max_length)
+    assert encoded == encode_battle(battle, tiny_tokenizer, max_length)  # deterministic
+    full = encode_battle(battle, tiny_tokenizer, 10**6)
+    for side in ("a", "b"):
+        ids = encoded[f"input_ids_{side}"]
+        assert len(ids) <= max_length
+        _check_last_exchange(ids, prompt[-1], battle[f"response_{side}"][-1], tiny_tokenizer)
+        if len(full[f"input_ids_{side}"]) <= max_length:  # a conversation that fits is not touched
+            assert ids == full[f"input_ids_{side}"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conversation=conversation, max_length=st.integers(20, 160))
+def test_head_truncation_stays_within_budget_and_is_a_prefix(tiny_tokenizer, conversation, max_length):
+    prompt, response_a, response_b = conversation
+    battle = {"prompt": prompt, "response_a": response_a, "response_b": response_b}
+    encoded = encode_battle(battle, tiny_tokenizer, max_length, truncation="head")
+    full = encode_battle(battle, tiny_tokenizer, 10**6, truncation="head")
+    for side in ("a", "b"):
+        ids, whole = encoded[f"input_ids_{side}"], full[f"input_ids_{side}"]
+        assert len(ids) <= max_length
+        assert ids[:-1] == whole[: len(ids) - 1]  # the seed's behaviour: the start of the conversation
+
+
+def test_latest_turns_keeps_the_last_exchange_where_head_loses_it(tiny_tokenizer):
+    long_turn = " ".join(["the answer is Paris"] * 40)
+    battle = {"prompt": [long_turn, "why?"], "response_a": [long_turn, "Because"], "response_b": [long_turn, "42"]}
+    latest = encode_battle(battle, tiny_tokenizer, 64)
+    head = encode_battle(battle, tiny_tokenizer, 64, truncation="head")
+    because = _tokens(tiny_tokenizer, "Because")
+    assert latest["input_ids_a"][-1 - len(because): -1] == because
+    assert head["input_ids_a"][-1 - len(because): -1] != because
+
+
+# --- one encoding for training (tokenize_arena) and the pipeline (encode_battle) ----------------------------------
+
+
+def test_training_path_encodes_like_the_pipeline(tiny_tokenizer, tmp_path):
+    from arena_dataset import load_arena, tokenize_arena
+
+    path = tmp_path / "battles.jsonl"
+    winners = ["model_a", "model_b", "tie"]
+    with path.open("w") as f:
+        for i, b in enumerate(BATTLES):
+            f.write(json.dumps({"id": i, **{k: b[k] for k in ("prompt", "response_a", "response_b")},
+                                "winner": winners[b["label"]]}) + "\n")
+    dataset = tokenize_arena(load_arena(path, cache_dir=str(tmp_path / "cache")), tiny_tokenizer, 48)
+    assert dataset["label"] == [b["label"] for b in BATTLES]  # label kept for the collator
+    for row, battle in zip(dataset, BATTLES):
+        direct = encode_battle(battle, tiny_tokenizer, 48)  # raw battle: strings, lists with None
+        assert row["input_ids_a"] == direct["input_ids_a"]
+        assert row["input_ids_b"] == direct["input_ids_b"]
+        assert row["style_a"] == pytest.approx(direct["style_a"])
+        assert row["style_b"] == pytest.approx(direct["style_b"])
+
+
+# --- ArenaCollator ------------------------------------------------------------------------------------------------
+
+
+def test_collator_pads_to_the_longest_in_the_batch_not_max_length(tiny_tokenizer):
+    enc = encode_battles([b["prompt"] for b in BATTLES], [b["response_a"] for b in BATTLES],
+                         [b["response_b"] for b in BATTLES], tiny_tokenizer, 512)
+    rows = [{k: enc[k][i] for k in enc} | {"label": b["label"]} for i, b in enumerate(BATTLES)]
+    batch = ArenaCollator(tiny_tokenizer.pad_token_id)(rows)
+    longest = max(max(len(r["input_ids_a"]), len(r["input_ids_b"])) for r in rows)
+    assert longest < 512
+    assert batch["input_ids_a"].shape == batch["input_ids_b"].shape == (len(rows), longest)
+    for side in ("a", "b"):
+        lengths = torch.tensor([len(r[f"input_ids_{side}"]) for r in rows])
+        assert torch.equal(batch[f"attention_mask_{side}"].sum(1), lengths)
+        for i, r in enumerate(rows):
+            assert batch[f"input_ids_{side}"][i, : lengths[i]].tolist() == r[f"input_ids_{side}"]
+            assert (batch[f"input_ids_{side}"][i, lengths[i]:] == tiny_tokenizer.pad_token_id).all()
+    assert batch["labels"].tolist() == [b["label"] for b in BATTLES]  # read from `label`
+    assert batch["style_a"].shape == (len(rows), len(rows[0]["style_a"]))
+    padded = ArenaCollator(tiny_tokenizer.pad_token_id, pad_to_multiple_of=8)(rows)
+    assert padded["input_ids_a"].shape[1] == -(-longest // 8) * 8

@@ -1,0 +1,178 @@
+"""What train.py leaves next to the model for people: the model card (README.md with Hub YAML metadata) and PNG
+plots (training curve, confusion matrix, calibration). Plots use matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from configuration_arena import LABELS
+
+# Hub ids of the embedded backbones' weights, for the card's base_model (tiny-deberta is random: none).
+BASE_MODELS = {"embedded:minilm-l6": "sentence-transformers/all-MiniLM-L6-v2", "embedded:tiny-deberta": None}
+CARD_METRICS = ("log_loss", "accuracy", "f1_macro", "precision_macro", "recall_macro")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training_curve(log_history: list[dict[str, Any]], path: Path) -> Path:
+    """Training loss and evaluation log loss against the optimizer step (from Trainer's log_history)."""
+    plt = _pyplot()
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    evals = [(e["step"], e["eval_log_loss"]) for e in log_history if "eval_log_loss" in e and "step" in e]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if train:
+        ax.plot(*zip(*train), marker=".", label="training loss")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", label="validation log loss")
+    ax.axhline(np.log(3), color="grey", linestyle=":", label="uniform guess (log 3)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title("Training curve")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion_and_calibration(probs: np.ndarray, labels: np.ndarray, output_dir: Path) -> list[Path]:
+    """confusion_matrix.png (true class vs most probable class) and calibration.png (reliability diagram: mean
+    predicted probability against observed frequency, per class) for `(N, 3)` probabilities and `(N,)` labels."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _pyplot()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    short = ["A wins", "B wins", "tie"]
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ConfusionMatrixDisplay.from_predictions(labels, probs.argmax(1), labels=[0, 1, 2], display_labels=short, ax=ax,
+                                            colorbar=False)
+    ax.set_title(f"Confusion matrix (validation, {len(labels)} battles)")
+    fig.tight_layout()
+    confusion = output_dir / "confusion_matrix.png"
+    fig.savefig(confusion, dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    bins = max(2, min(10, len(labels) // 10))
+    for k, name in enumerate(short):
+        observed, predicted = calibration_curve(labels == k, probs[:, k], n_bins=bins, strategy="quantile")
+        ax.plot(predicted, observed, marker="o", label=name)
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed frequency")
+    ax.set_title(f"Calibration (validation, {bins} quantile bins)")
+    ax.legend()
+    fig.tight_layout()
+    calibration = output_dir / "calibration.png"
+    fig.savefig(calibration, dpi=100)
+    plt.close(fig)
+    return [confusion, calibration]
+
+
+def _base_model(name: str) -> str | None:
+    if name in BASE_MODELS:
+        return BASE_MODELS[name]
+    return None if Path(name).exists() else name  # a local folder is not a Hub id
+
+
+def _hub_dataset(data_args: Any) -> str | None:
+    name = data_args.dataset_name
+    return name if name and not Path(name).exists() else None
+
+
+def model_card(model_args: Any, data_args: Any, training_args: Any, config: Any, metrics: dict[str, float]):
+    """A `huggingface_hub.ModelCard`: YAML metadata (library_name, pipeline_tag, tags, datasets, base_model,
+    model-index with the evaluation results) and a body that says how to load the model and what it cannot do."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
+    eval_source = data_args.validation_file or data_args.dataset_name or data_args.train_file or "validation"
+    dataset = _hub_dataset(data_args)
+    eval_split = "validation" if data_args.validation_file or dataset else "held-out by prompt"
+    results = [
+        EvalResult(task_type="text-classification", task_name="Human preference (A / B / tie)",
+                   dataset_type=dataset or "arena-battles", dataset_name=dataset or Path(eval_source).name,
+                   dataset_split=eval_split, metric_type=name, metric_name=name.replace("_", " "),
+                   metric_value=round(float(metrics[f"eval_{name}"]), 4))
+        for name in CARD_METRICS if f"eval_{name}" in metrics
+    ]
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["arena-preference", "reward-model", "preference", "chatbot-arena", "custom_code", config.head],
+        datasets=[dataset] if dataset else None,
+        base_model=_base_model(model_args.model_name_or_path),
+        model_name=repo_id,
+        eval_results=results or None,
+        license="apache-2.0",
+    )
+    rows = "\n".join(f"| {name} | {metrics[f'eval_{name}']:.4f} |" for name in
+                     (*CARD_METRICS, *(f"f1_{label}" for label in LABELS)) if f"eval_{name}" in metrics)
+    table = (f"| metric | value |\n| --- | --- |\n{rows}" if rows else "No evaluation was run.")
+    head = ("classify: concat(pooled A, pooled B) -> Linear -> 3 logits" if config.head == "classify" else
+            f"rank ({config.rank_loss}): a reward per response; P(A), P(B), P(tie) from the reward gap")
+    body = f"""
+# {repo_id}
+
+Predicts which of two chatbot answers a person prefers: (prompt, response A, response B) -> P(winner_model_a),
+P(winner_model_b), P(winner_tie). A dual-tower model: one shared encoder (`{model_args.model_name_or_path}`,
+{config.encoder_config.model_type}) reads (prompt + response A) and (prompt + response B), up to
+{config.max_length} tokens each (`{config.truncation}` truncation); head: {head}; style features:
+{config.style_features}. Trained with `train.py` of the arena-preference project.
+
+## Evaluation
+
+On `{eval_source}` ({metrics.get('eval_samples', '?')} battles, {eval_split}); log loss is the Kaggle LMSYS
+metric (lower is better; a uniform guess scores {np.log(3):.4f}).
+
+{table}
+
+![training curve](training_curve.png) ![confusion matrix](confusion_matrix.png) ![calibration](calibration.png)
+
+## How to use
+
+```python
+from transformers import AutoModel, pipeline
+
+judge = pipeline("arena-preference", model="{repo_id}", trust_remote_code=True)
+judge({{"prompt": "What is 2+2?", "response_a": "4", "response_b": "5"}})
+# -> {{"winner_model_a": ..., "winner_model_b": ..., "winner_tie": ..., "label": ...}}
+judge(list_of_battles, batch_size=16, swap_tta=True)   # multi-turn: lists of turns; Kaggle JSON-list strings too
+model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)
+```
+
+The code (configuration_arena.py, modeling_arena.py, encoding_arena.py, pipeline_arena.py) ships with the weights
+and needs only torch and transformers, hence `trust_remote_code=True`.
+
+## Training
+
+{metrics.get('train_samples', '?')} training battles{' (+ A/B-swapped copies)' if data_args.swap_augment else ''};
+learning rate {training_args.learning_rate}, {training_args.num_train_epochs} epoch(s) (max_steps
+{training_args.max_steps}), batch {training_args.per_device_train_batch_size} per device x
+{training_args.gradient_accumulation_steps} accumulation, {training_args.optim}, seed {training_args.seed}.
+
+## Limits
+
+- It predicts what the people who voted preferred (length, formatting and tone matter to them), not which answer
+  is correct or safe. Longer answers win most decisive battles and the model learns that too.
+- Small training sets give probabilities close to the class prior; check the calibration plot before trusting
+  them. English text only was seen in training.
+- Conversations longer than {config.max_length} tokens per side are cut (`{config.truncation}`).
+"""
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
+
+
+__all__ = ["model_card", "plot_confusion_and_calibration", "plot_training_curve"]
