@@ -386,7 +386,7 @@ class _Validator:
         self.skipped: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
         self.kept = 0
-        self.seen: dict[int, str] = {}
+        self.seen: dict[int, tuple[str, str]] = {}  # id -> (source, location) of its first row
         self.position = 0
 
     def rows(self, source: str, columns: Sequence[str], records: Iterable[tuple[str, dict]]) -> Iterator[dict]:
@@ -403,11 +403,12 @@ class _Validator:
                 row_id = _row_id(record, self.position - 1)
                 where = f"{source}, {location} (id {row_id})"
                 if row_id in self.seen:
+                    first_source, first_location = self.seen[row_id]
+                    first = first_location if first_source == source else f"{first_source}, {first_location}"
                     raise InvalidBattleError(
-                        f"{where}, field 'id': duplicate id; expected unique ids (first at {self.seen[row_id]})",
-                        "duplicate id")
+                        f"{where}, field 'id': duplicate id; expected unique ids (first at {first})", "duplicate id")
                 row = {"id": row_id, **_battle(record, layout, json_lists)}
-                self.seen[row_id] = location
+                self.seen[row_id] = (source, location)
             except _RowProblem as problem:
                 row_id = record.get("id", "?")
                 error = InvalidBattleError(

@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 import string
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModel, AutoTokenizer, DebertaV2Config, DebertaV2Tokenizer, PreTrainedModel
 
 from configuration_arena import ArenaConfig
@@ -83,7 +85,18 @@ def load_encoder(name_or_path: str) -> tuple[PreTrainedModel, Any]:
         name_or_path = _minilm_path()
     elif name_or_path.startswith("embedded:"):
         raise ValueError(f"unknown embedded backbone {name_or_path!r}; choose one of {EMBEDDED}")
-    return AutoModel.from_pretrained(name_or_path), AutoTokenizer.from_pretrained(name_or_path)
+    _check_local_folder(name_or_path)
+    encoder, loading = AutoModel.from_pretrained(name_or_path, output_loading_info=True)
+    missing, expected = len(loading["missing_keys"]), len(encoder.state_dict())
+    if missing > expected / 2:
+        # transformers only warns and initialises the missing weights at random: an encoder that is mostly random
+        # would train and predict without complaint. Typical cause: config.json of another model over its weights.
+        raise OSError(
+            f"{name_or_path}: {missing} of {expected} weights of its {encoder.config.model_type} encoder are not in "
+            f"its weights file (e.g. {sorted(loading['missing_keys'])[:2]}); config.json and the weights belong to "
+            "different models"
+        )
+    return encoder, AutoTokenizer.from_pretrained(name_or_path)
 
 
 def load_model(name_or_path: str, **config_kwargs: Any) -> tuple[ArenaModel, Any]:
@@ -93,6 +106,7 @@ def load_model(name_or_path: str, **config_kwargs: Any) -> tuple[ArenaModel, Any
     only `max_length`, `truncation` and `temperature` may be given (they change inputs, not weights).
     """
     if not name_or_path.startswith("embedded:"):
+        _check_local_folder(name_or_path)
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False) if _is_arena(name_or_path) else None
         if config is not None:
             fixed = set(config_kwargs) - {"max_length", "truncation", "temperature"}
@@ -106,6 +120,28 @@ def load_model(name_or_path: str, **config_kwargs: Any) -> tuple[ArenaModel, Any
     model = ArenaModel.from_encoder(encoder, **config_kwargs)
     tokenizer.model_max_length = model.config.max_length
     return model, tokenizer
+
+
+def _check_local_folder(name_or_path: str) -> None:
+    """A local model folder must have config.json and readable safetensors files; say so by file name, before
+    transformers fails with a message about something else ("Unrecognized model", a bare safetensors error)."""
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        return  # a Hub id (or a missing path): transformers' own error names it
+    if not (folder / "config.json").is_file():
+        raise OSError(
+            f"{folder}: no config.json, so this is not a saved model. An interrupted save leaves a folder without "
+            "config.json (train.py writes it last): save the model again"
+        )
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt"):
+                pass  # reading the header checks that the file holds every tensor it lists
+        except SafetensorError as err:
+            raise OSError(
+                f"{weights}: not a complete safetensors file ({err}); it was cut short (an interrupted save, copy "
+                "or download): save or download it again"
+            ) from None
 
 
 def _is_arena(name_or_path: str) -> bool:

@@ -80,6 +80,18 @@ def as_turns(value: Any, field: str) -> list[str]:
     raise ValueError(f"{field}: expected a string or a list of strings, got {type(value).__name__}")
 
 
+def battle_turns(prompt: Any, response_a: Any, response_b: Any) -> list[list[str]]:
+    """[prompt turns, response_a turns, response_b turns] of one battle (see `as_turns`); a ValueError naming the
+    field when a side is malformed or the three sides have different numbers of turns."""
+    turns = [as_turns(prompt, "prompt"), as_turns(response_a, "response_a"), as_turns(response_b, "response_b")]
+    if not len(turns[0]) == len(turns[1]) == len(turns[2]):
+        raise ValueError(
+            f"prompt, response_a and response_b have {len(turns[0])}, {len(turns[1])} and {len(turns[2])} turns; "
+            "expected the same number"
+        )
+    return turns
+
+
 def style_features(turns: Sequence[str]) -> list[float]:
     """Style features of one side's responses (all turns joined), in the order of `STYLE_FEATURES`."""
     text = "\n".join(turns)
@@ -170,12 +182,10 @@ def encode_battles(
 
     sides, texts = [], []
     for i, (p, a, b) in enumerate(zip(prompt, response_a, response_b)):
-        turns = [as_turns(p, "prompt"), as_turns(a, "response_a"), as_turns(b, "response_b")]
-        if not len(turns[0]) == len(turns[1]) == len(turns[2]):
-            raise ValueError(
-                f"battle {i}: prompt, response_a and response_b have {len(turns[0])}, {len(turns[1])} and "
-                f"{len(turns[2])} turns; expected the same number"
-            )
+        try:
+            turns = battle_turns(p, a, b)
+        except ValueError as err:
+            raise ValueError(f"battle {i}: {err}") from None
         sides.append(turns)
         texts.extend(t for side in turns for t in side)
     # verbose=False: whole turns may exceed model_max_length; they are cut below, so the warning is noise.
@@ -195,10 +205,10 @@ def encode_battles(
 
 
 def encode_battle(battle: Mapping[str, Any], tokenizer: Any, max_length: int, truncation: str = "latest_turns") -> dict:
-    """Tower inputs of one battle `{prompt, response_a, response_b}` (see `encode_battles`)."""
-    batch = encode_battles(
-        [battle["prompt"]], [battle["response_a"]], [battle["response_b"]], tokenizer, max_length, truncation
-    )
+    """Tower inputs of one battle `{prompt, response_a, response_b}` (see `encode_battles`). Errors name the field
+    but no battle index (the caller knows which battle it passed)."""
+    turns = battle_turns(battle["prompt"], battle["response_a"], battle["response_b"])
+    batch = encode_battles(*([side] for side in turns), tokenizer, max_length, truncation)
     return {key: value[0] for key, value in batch.items()}
 
 
@@ -237,4 +247,6 @@ class ArenaCollator:
         return batch
 
 
-__all__ = ["ArenaCollator", "STYLE_FEATURES", "as_turns", "encode_battle", "encode_battles", "style_features"]
+__all__ = [
+    "ArenaCollator", "STYLE_FEATURES", "as_turns", "battle_turns", "encode_battle", "encode_battles", "style_features",
+]

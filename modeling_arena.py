@@ -205,8 +205,24 @@ class ArenaModel(ArenaPreTrainedModel):
              F.pad(attention_mask_b, (0, length - attention_mask_b.shape[1]))]
         )
         pooled = self.dropout(self.encode(ids, mask))  # (2B, H): both towers in one encoder call
-        pooled_a, pooled_b = pooled[:batch], pooled[batch:]
+        logits, rewards = self.compare(pooled[:batch], pooled[batch:], style_a, style_b)
 
+        loss = None
+        if labels is not None:
+            loss = self.loss(logits, labels, rewards)
+        if return_dict is False:
+            return tuple(v for v in (loss, logits, rewards) if v is not None)
+        return ArenaOutput(loss=loss, logits=logits, rewards=rewards)
+
+    def compare(
+        self,
+        pooled_a: torch.Tensor,
+        pooled_b: torch.Tensor,
+        style_a: torch.Tensor | None = None,
+        style_b: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head: `(B, H)` pooled towers (and `(B, F)` style features) -> `(B, 3)` logits (divided by the
+        temperature) and `(B, 2)` rewards with the rank head (else None)."""
         rewards = None
         if self.classifier is not None:
             logits = self.classifier(torch.cat([pooled_a, pooled_b], dim=-1))
@@ -220,14 +236,7 @@ class ArenaModel(ArenaPreTrainedModel):
                 logits = davidson_logits(gap.detach() * self.log_scale.exp(), self.log_nu)
             else:
                 logits = davidson_logits(gap, self.log_nu)
-        logits = logits.float() / self.config.temperature
-
-        loss = None
-        if labels is not None:
-            loss = self.loss(logits, labels, rewards)
-        if return_dict is False:
-            return tuple(v for v in (loss, logits, rewards) if v is not None)
-        return ArenaOutput(loss=loss, logits=logits, rewards=rewards)
+        return logits.float() / self.config.temperature, rewards
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, rewards: torch.Tensor | None = None) -> torch.Tensor:
         """Log loss on `(B, 3)` logits; class ids `(B,)` or soft labels `(B, 3)`. With rank_loss="mse", the seed's

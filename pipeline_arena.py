@@ -55,9 +55,21 @@ class ArenaPreferencePipeline(Pipeline):
     _load_image_processor = False
     _load_feature_extractor = False
 
+    def __init__(self, model: Any, *args: Any, **kwargs: Any) -> None:
+        # A folder whose config.json names another model type loads as that model (e.g. a BertModel), which would
+        # fail later on a missing config field; say what is wrong instead.
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        if model_type != "arena-preference":
+            raise ValueError(
+                f"the arena-preference pipeline needs an arena-preference model (ArenaModel); got "
+                f"{type(model).__name__} with config model_type {model_type!r}"
+            )
+        super().__init__(model, *args, **kwargs)
+
     # ----------------------------------------------------------------------------------------------------- calling
-    def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """Score one battle (a dict or keyword form), a list/tuple (-> list), a generator or Dataset (-> iterator)."""
+    def __call__(self, inputs: Any = None, *args: Any, batch_size: int | None = None, **kwargs: Any) -> Any:
+        """Score one battle (a dict or keyword form), a list/tuple (-> list), or any other iterable of battles such
+        as a generator or a `datasets.Dataset` (-> an iterator, read lazily)."""
         given = [key for key in BATTLE_KEYS if key in kwargs]
         if given:
             if inputs is not None:
@@ -65,13 +77,18 @@ class ArenaPreferencePipeline(Pipeline):
             inputs = {key: kwargs.pop(key) for key in given}
         if inputs is None:
             raise ValueError("no battle given: pass a dict with prompt, response_a, response_b (or those keywords)")
-        if isinstance(inputs, tuple):
-            inputs = list(inputs)
-        if isinstance(inputs, list) and not inputs:
-            return []
         if isinstance(inputs, Mapping):
             _check_battle(inputs, 0)
-        return super().__call__(inputs, *args, **kwargs)
+            return super().__call__(inputs, *args, **kwargs)
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Iterable):
+            raise ValueError(f"battle 0: expected a dict with keys {BATTLE_KEYS}, got {type(inputs).__name__}")
+        # Streams bypass Pipeline.__call__, whose batching knows only torch Datasets, lists and generators.
+        preprocess, forward, postprocess = self._sanitize_parameters(**kwargs)
+        results = self.get_iterator(
+            inputs, 0, batch_size if batch_size is not None else (self._batch_size or 1), {**self._preprocess_params, **preprocess},
+            {**self._forward_params, **forward}, {**self._postprocess_params, **postprocess},
+        )
+        return list(results) if isinstance(inputs, (list, tuple)) else results
 
     def _sanitize_parameters(
         self,
@@ -124,7 +141,7 @@ class ArenaPreferencePipeline(Pipeline):
         inputs = {k: v for k, v in model_inputs.items() if k != "labels"}
         batch = inputs["input_ids_a"].shape[0]
         if swap_tta:  # both orders in one forward pass: rows B..2B-1 are the battles with A and B exchanged
-            inputs = _stack_with_swapped(inputs)
+            inputs = _stack_with_swapped(inputs, self.tokenizer.pad_token_id or 0)
         was_training = self.model.training
         self.model.eval()  # predictions never use dropout, even from a model handed over mid-training
         try:
@@ -236,14 +253,14 @@ def _check_battle(battle: Any, index: int) -> None:
         raise ValueError(f"battle {index}: missing key(s) {missing}; a battle needs {list(BATTLE_KEYS)}")
 
 
-def _stack_with_swapped(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _stack_with_swapped(inputs: dict[str, torch.Tensor], pad_token_id: int) -> dict[str, torch.Tensor]:
     """`(B, ...)` tensors of both sides -> `(2B, ...)`: the battles, then the same battles with A and B exchanged.
     The towers may differ in length; pad both to the longer one first (the model would anyway)."""
     length = max(inputs["input_ids_a"].shape[1], inputs["input_ids_b"].shape[1])
     padded = {}
     for key, value in inputs.items():
         if key.startswith(("input_ids", "attention_mask")) and value.shape[1] < length:
-            fill = 0 if key.startswith("attention_mask") else int(value[0, -1]) if False else 0
+            fill = 0 if key.startswith("attention_mask") else pad_token_id
             value = torch.nn.functional.pad(value, (0, length - value.shape[1]), value=fill)
         padded[key] = value
     stacked = {}

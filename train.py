@@ -154,14 +154,14 @@ def build_parser():
 
 
 def launch_defaults() -> dict[str, Any]:
-    """Defaults that depend on how the script was launched: under torchrun / accelerate launch (WORLD_SIZE > 1) on
-    a machine without CUDA, use_cpu and the gloo backend; accelerate sets up multi-CPU DDP only with use_cpu, and
-    without it each process would silently train alone on its own copy."""
+    """Defaults that depend on the machine: without CUDA (or Apple MPS), use_cpu, which accelerate needs to set up
+    multi-process CPU training (without it each torchrun process would silently train alone) and which lets
+    --bf16 run on CPU; under torchrun / accelerate launch there, the gloo backend."""
     import torch
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-        return {"use_cpu": True, "ddp_backend": "gloo"}
-    return {}
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        return {}
+    return {"use_cpu": True, **({"ddp_backend": "gloo"} if int(os.environ.get("WORLD_SIZE", "1")) > 1 else {})}
 
 
 def default_output_dir(model_name_or_path: str) -> str:
@@ -200,29 +200,39 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         peek.add_argument("--model_name_or_path", default=DEFAULT_MODEL)
         model_name = peek.parse_known_args(argv)[0].model_name_or_path
         parser.set_defaults(**SEED_DEFAULTS, **launch_defaults(), output_dir=default_output_dir(model_name))
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+        try:
+            model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+        except ValueError as err:  # unknown options, or TrainingArguments rejecting a combination
+            parser.error(" ".join(str(err).split()))
         chosen = {key for key in DO_FLAGS for arg in argv if arg.split("=")[0] == f"--{key}"}
-    _fill_in_defaults(data_args, training_args, do_flags_given=bool(chosen))
+    _fill_in_defaults(data_args, training_args, chosen)
     return model_args, data_args, training_args
 
 
 DO_FLAGS = ("do_train", "do_eval", "do_predict")
 
 
-def _fill_in_defaults(data_args: DataArguments, training_args: Any, do_flags_given: bool) -> None:
-    """The example battles when no data is named; do_train/do_eval/do_predict from the data when none is given
-    (TrainingArguments itself turns do_eval on whenever eval_strategy is not "no", so the parsed values cannot
-    tell whether the user chose)."""
+def _fill_in_defaults(data_args: DataArguments, training_args: Any, chosen: set[str]) -> None:
+    """The example battles when no data is named; do_train/do_eval/do_predict from the data when none is chosen.
+
+    TrainingArguments itself turns do_eval on whenever eval_strategy is not "no" (the seed's is "steps"), so the
+    parsed values cannot tell what the user chose: `chosen` holds the do_* options actually given. With some
+    given, evaluation also runs when training with an evaluation strategy and something to evaluate on.
+    """
     named = (data_args.train_file, data_args.validation_file, data_args.test_file, data_args.dataset_name)
     if not any(named):
         data_args.train_file = str(EXAMPLES / "train.jsonl")
         data_args.validation_file = str(EXAMPLES / "validation.jsonl")
         data_args.test_file = str(EXAMPLES / "test.csv")
-    if not do_flags_given:
-        has_train = bool(data_args.train_file or data_args.dataset_name)
+    has_train = bool(data_args.train_file or data_args.dataset_name)
+    has_eval = bool(data_args.validation_file or has_train and data_args.validation_split_percentage)
+    if not chosen:
         training_args.do_train = has_train
-        training_args.do_eval = bool(data_args.validation_file or has_train and data_args.validation_split_percentage)
+        training_args.do_eval = has_eval
         training_args.do_predict = bool(data_args.test_file)
+    else:
+        training_args.do_eval = "do_eval" in chosen or (
+            training_args.do_train and training_args.eval_strategy != "no" and has_eval)
     if not 0 <= data_args.validation_split_percentage < 100:
         raise UserError(f"--validation_split_percentage {data_args.validation_split_percentage}: expected 0 to <100")
 
@@ -490,8 +500,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Any
         training_args.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU it only warns
 
     with training_args.main_process_first(desc="loading the model and the battles"):
+        splits = load_splits(data_args, training_args)  # first: a bad file fails before a model is loaded
         model, tokenizer = load_model_and_tokenizer(model_args)
-        splits = load_splits(data_args, training_args)
         tokenized = tokenize(splits, tokenizer, model.config, data_args)
         compute_metrics = build_compute_metrics()
     logger.info("model %s: head=%s, max_length=%d, %s parameters (%s trainable)", model_args.model_name_or_path,

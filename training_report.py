@@ -99,12 +99,14 @@ def model_card(model_args: Any, data_args: Any, training_args: Any, config: Any,
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
-    eval_source = data_args.validation_file or data_args.dataset_name or data_args.train_file or "validation"
+    eval_file = data_args.validation_file or (None if data_args.dataset_name else data_args.train_file)
+    # A file is named without its local folder (the card is published); a Hub dataset by its id.
+    eval_source = Path(eval_file).name if eval_file else data_args.dataset_name or "validation"
     dataset = _hub_dataset(data_args)
     eval_split = "validation" if data_args.validation_file or dataset else "held-out by prompt"
     results = [
         EvalResult(task_type="text-classification", task_name="Human preference (A / B / tie)",
-                   dataset_type=dataset or "arena-battles", dataset_name=dataset or Path(eval_source).name,
+                   dataset_type=dataset or "arena-battles", dataset_name=eval_source,
                    dataset_split=eval_split, metric_type=name, metric_name=name.replace("_", " "),
                    metric_value=round(float(metrics[f"eval_{name}"]), 4))
         for name in CARD_METRICS if f"eval_{name}" in metrics

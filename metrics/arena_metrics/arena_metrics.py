@@ -67,7 +67,7 @@ class ArenaMetrics(evaluate.Metric):
         _, _, f1_each, _ = precision_recall_fscore_support(
             labels, predicted, labels=classes, average=None, zero_division=0
         )
-        # eps: sklearn clips at the dtype's epsilon; a probability of exactly 0 for the true class stays finite.
+        # sklearn clips probabilities away from 0, so a confident wrong answer costs a lot but stays finite.
         results = {
             "log_loss": float(log_loss(labels, probs, labels=classes)),
             "accuracy": float(accuracy_score(labels, predicted)),
