@@ -443,35 +443,94 @@ def predict(model: Any, tokenizer: Any, test: Any, output_dir: str | Path, batch
 
 
 def resolve_resume(training_args: Any) -> str | bool | None:
-    """--resume_from_checkpoint PATH as given; "latest" (or "true") means the newest checkpoint in output_dir."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """--resume_from_checkpoint PATH as given; "latest" (or "true") means the newest complete checkpoint in
+    output_dir. Incomplete checkpoints (see `checkpoint_problem`) are skipped with a warning, or refused by path."""
+    from transformers.trainer_utils import sort_checkpoints
 
     value = training_args.resume_from_checkpoint
     if value is None or str(value).lower() in ("", "none", "false"):
         return None
     if str(value).lower() in ("latest", "last", "true"):
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if last is None:
-            raise UserError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {training_args.output_dir}")
-        return last
+        output_dir = training_args.output_dir
+        found = sort_checkpoints(output_dir) if os.path.isdir(output_dir) else []
+        if not found:
+            raise UserError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {output_dir}")
+        for checkpoint in reversed(found):  # newest first
+            problem = checkpoint_problem(checkpoint)
+            if problem is None:
+                return checkpoint
+            logger.warning("not resuming from %s: %s", checkpoint, problem)
+        raise UserError(f"--resume_from_checkpoint {value}: no complete checkpoint in {output_dir} "
+                        f"({len(found)} incomplete)")
     if not os.path.isdir(value):
         raise UserError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
+    problem = checkpoint_problem(value)
+    if problem is not None:
+        raise UserError(f"--resume_from_checkpoint {value}: incomplete checkpoint: {problem}")
     return value
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from, or None when it is complete.
+
+    Trainer writes a checkpoint's files in place, trainer_state.json last, so a run killed while saving leaves a
+    folder without it (or with it cut short); a weights file cut short later (a full disk, a partial copy) fails
+    safetensors' header check, which covers the whole file. Trainer itself would resume from such a folder.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    try:
+        json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no trainer_state.json (the run stopped while saving it)"
+    except (OSError, ValueError) as err:
+        return f"unreadable trainer_state.json ({err})"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        return "no *.safetensors weights"
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except SafetensorError as err:
+            return f"{path.name} is cut short ({err})"
+    return None
+
+
+# Seconds to wait for any answer of the Hub while pushing. huggingface_hub 2.4's shared HTTP client has no timeout
+# (timeout=None), so a Hub that stops answering would hang the push forever; with one, a stalled request fails and
+# is retried by the library like a 5xx. Set with HF_HUB_DOWNLOAD_TIMEOUT (the library's own "seconds to wait for
+# the server" variable; it does not otherwise apply to uploads).
+PUSH_TIMEOUT_S = 60.0
 
 
 def push(output_dir: str | Path, training_args: Any) -> str:
     """Upload the output folder (checkpoints left out) to the Hub; returns the repo id. The token comes from
-    --hub_token, HF_TOKEN or the stored login, as huggingface_hub finds it; it is never printed."""
-    from huggingface_hub import create_repo, upload_folder
+    --hub_token, HF_TOKEN or the stored login, as huggingface_hub finds it; it is never printed.
 
+    huggingface_hub retries each request on 5xx answers and timeouts (5 retries, 1-8 s apart); when it gives up,
+    a UserError says so, that the local output is complete, and how to push it again without training.
+    """
+    import httpx2  # huggingface_hub 2's HTTP client; HfHubHTTPError and timeouts are its HTTPError
+    from huggingface_hub import create_repo, get_session, upload_folder
+
+    get_session().timeout = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or PUSH_TIMEOUT_S)
     repo_id = training_args.hub_model_id or Path(output_dir).resolve().name
     token = training_args.hub_token
-    repo_id = create_repo(repo_id, token=token, private=training_args.hub_private_repo, exist_ok=True).repo_id
-    upload_folder(
-        repo_id=repo_id, folder_path=str(output_dir), token=token, revision=training_args.hub_revision,
-        commit_message="Upload arena preference model (train.py)",
-        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", ".*", ".*/**"],
-    )
+    try:
+        repo_id = create_repo(repo_id, token=token, private=training_args.hub_private_repo, exist_ok=True).repo_id
+        upload_folder(
+            repo_id=repo_id, folder_path=str(output_dir), token=token, revision=training_args.hub_revision,
+            commit_message="Upload arena preference model (train.py)",
+            ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", ".*", ".*/**"],
+        )
+    except (httpx2.HTTPError, OSError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise UserError(f"--push_to_hub {repo_id}: the upload failed after huggingface_hub's retries "
+                        f"({type(err).__name__}: {reason}); {output_dir} is complete and unchanged. Push it again "
+                        f"without training: python train.py --model_name_or_path {output_dir} --output_dir "
+                        f"{output_dir} --do_train false --push_to_hub --hub_model_id {repo_id}") from err
     return repo_id
 
 
@@ -548,7 +607,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Any
             card = training_report.model_card(model_args, data_args, training_args, trainer.model.config, metrics)
             write_atomically(output_dir / "README.md", lambda temp: card.save(temp))
         if training_args.do_predict:
-            path = predict(trainer.model, tokenizer, splits["test"], output_dir,
+            # Under --bf16/--fp16 accelerate wraps forward in autocast; the pipeline gets the plain model (it picks
+            # its own fast path, e.g. int8 on CPU, and would otherwise run that copy under bf16 autocast too).
+            plain = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+            path = predict(plain, tokenizer, splits["test"], output_dir,
                            training_args.per_device_eval_batch_size, data_args.swap_tta)
             logger.info("wrote %d predictions to %s", len(splits["test"]), path)
             result["predictions"] = path

@@ -151,7 +151,10 @@ class HubHandler(BaseHTTPRequestHandler):
         if fault is not None:
             time.sleep(fault.hang)
             if fault.status:
-                return self._error(fault.status, f"injected fault ({fault.status})", head_only=method == "HEAD")
+                try:
+                    return self._error(fault.status, f"injected fault ({fault.status})", head_only=method == "HEAD")
+                except (BrokenPipeError, ConnectionResetError):
+                    return None  # the client gave up waiting (a hang longer than its timeout)
         for pattern, handler_name, methods in ROUTES:
             match = pattern.fullmatch(path)
             if match and method in methods:

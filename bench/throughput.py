@@ -1,0 +1,380 @@
+"""Throughput of the arena model on CPU: the seed's way (bench/seed_reference.py) against the project's fast paths.
+
+One command, one run, side by side on the same real battles, the same weights and the same thread count:
+
+    python bench/throughput.py                     # ~10 minutes on 2 busy cores; writes bench/results/throughput.md
+    python bench/throughput.py --n_battles 8 --repeats 1 --train_pairs 4    # a smoke run (a minute or two)
+
+Every path runs in its own subprocess so that its peak RSS is its own. Inference paths report pairs/s (median of
+`--repeats` passes over the battles; the reference, whose batches all have the same shape, the median over its
+batches), the log loss of their probabilities and its difference from the reference's, and the achieved FLOP/s
+(counted from the shapes each forward pass really ran, padding included) as a fraction of what a large fp32
+`torch.matmul` reaches in the same run. Training paths report pairs/s for forward + backward + AdamW step.
+
+Battles: every `--stride`-th of the first `--n_battles * --stride` rows of ../shared/data/arena_dev.csv (the first
+83 rows are long Arena-140k battles, the next ones MT-Bench; the stride keeps both in the sample). Weights:
+embedded:minilm-l6 with a classify head drawn with std 0.5 (seed 0): a freshly initialised head (std 0.02) gives
+near-uniform probabilities, which would hide numeric differences between the paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+DEV_CSV = ROOT.parent / "shared" / "data" / "arena_dev.csv"
+RESULTS = ROOT / "bench" / "results"
+MAX_LENGTH = 512
+THREADS = 2
+BATCH = 8  # pairs per batch in the fast inference paths (and the pipeline's batch_size)
+
+INFERENCE_PATHS = {
+    "reference": "seed: towers padded to 512, two encoder calls, batch 2, fp32, input order, no_grad",
+    "direct_unsorted": "model(): both towers in one call, dynamic padding, batch 8, input order, inference_mode",
+    "direct_no_grad": "model(): one call, length-sorted batches of 8, fp32, no_grad",
+    "direct_sorted": "model(): one call, length-sorted batches of 8, fp32, inference_mode",
+    "direct_int8": "as direct_sorted, encoder Linear layers dynamically quantized to int8",
+    "direct_bf16": "as direct_sorted, bf16 autocast",
+    "direct_compile": "as direct_sorted, torch.compile(dynamic=True) (first pass, compiling, not timed)",
+    "pipeline": "pipeline('arena-preference') defaults, batch_size=8, from raw battles (tokenization included)",
+    "pipeline_fp32": "pipeline with optimize=False (fp32), batch_size=8, from raw battles",
+}
+TRAINING_PATHS = {
+    "train_reference": "seed: padded to 512, two encoder calls, batch 2, fp32, input order",
+    "train_fast": "model(): one call, length-sorted batches within the reference's token budget, fp32",
+}
+DEFAULT_PATHS = ["reference", "direct_unsorted", "direct_no_grad", "direct_sorted", "direct_int8", "pipeline",
+                 "pipeline_fp32", "train_reference", "train_fast"]
+
+
+# ------------------------------------------------------------------------------------------------- shared setup
+def load_battles(n: int, stride: int) -> list[dict]:
+    """Rows 0, stride, 2*stride, ... of arena_dev.csv: {prompt, response_a, response_b, label} as turn lists."""
+    from arena_dataset import load_arena
+
+    data = load_arena(str(DEV_CSV)).select(range(0, n * stride, stride))
+    return [{k: row[k] for k in ("prompt", "response_a", "response_b", "label")} for row in data]
+
+
+def build_model_dir(workdir: Path) -> Path:
+    import torch
+
+    from backbones import load_model
+    from pipeline_arena import ArenaPreferencePipeline
+
+    model, tokenizer = load_model("embedded:minilm-l6", max_length=MAX_LENGTH)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.classifier.weight.normal_(std=0.5)
+        model.style_classifier.weight.normal_(std=0.5)
+    ArenaPreferencePipeline(model=model, tokenizer=tokenizer).save_pretrained(str(workdir / "model"))
+    return workdir / "model"
+
+
+def encoder_flops(n: int, length: int, config) -> float:
+    """Multiply-adds x 2 of one encoder pass over `(n, length)` tokens (a BERT-style layer, counted from shapes):
+    Q, K, V, O projections 4*H*H and the feed-forward 2*H*I per token, attention scores and mixing 2*L*H per
+    token. Embedding lookups, norms and softmax are left out (small)."""
+    hidden, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_token = 4 * hidden * hidden + 2 * hidden * inter + 2 * length * hidden
+    return 2.0 * layers * n * length * per_token
+
+
+def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a large square torch.matmul (median of repeats): the machine's practical peak."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b
+    times = []
+    for _ in range(repeats if dtype == torch.float32 else 1):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)
+
+
+# ------------------------------------------------------------------------------------------------ worker (child)
+def sorted_batches(features: dict, order: list[int], batch: int):
+    return [order[i : i + batch] for i in range(0, len(order), batch)]
+
+
+def length_order(features: dict) -> list[int]:
+    n = len(features["input_ids_a"])
+    return sorted(range(n), key=lambda i: -max(len(features["input_ids_a"][i]), len(features["input_ids_b"][i])))
+
+
+def token_budget_batches(features: dict, order: list[int], budget: int) -> list[list[int]]:
+    """Consecutive rows of `order` grouped so that pairs * longest tower <= budget tokens per side (the
+    reference's own 2 x 512): peak activation memory never exceeds the reference's."""
+    batches, current, longest = [], [], 0
+    for i in order:
+        length = max(len(features["input_ids_a"][i]), len(features["input_ids_b"][i]))
+        if current and (len(current) + 1) * max(longest, length) > budget:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, length)
+    return batches + [current] if current else batches
+
+
+def run_worker(path: str, model_dir: str, battles_file: str, repeats: int, train_pairs: int) -> dict:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    from encoding_arena import ArenaCollator, encode_battles
+    from modeling_arena import ArenaModel
+    from pipeline_arena import ArenaPreferencePipeline
+    from seed_reference import SEED_BATCH_PAIRS, seed_batches, seed_logits
+    from transformers import AutoTokenizer
+
+    battles = json.loads(Path(battles_file).read_text())
+    model = ArenaModel.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    enc_config = model.config.encoder_config
+    collate = ArenaCollator(pad_token_id=tokenizer.pad_token_id)
+    features = encode_battles(*([b[k] for b in battles] for k in ("prompt", "response_a", "response_b")),
+                              tokenizer, MAX_LENGTH)
+    rows = [{k: features[k][i] for k in features} for i in range(len(battles))]
+    result: dict = {"path": path, "pairs": len(battles)}
+
+    if path == "reference":
+        probs, rates, flops, seconds = [None] * len(battles), [], 0.0, 0.0
+        with torch.no_grad():
+            seed_logits(model, *next(seed_batches(features, MAX_LENGTH, tokenizer.pad_token_id))[:6])  # warm-up
+            for *tensors, idx in seed_batches(features, MAX_LENGTH, tokenizer.pad_token_id):
+                start = time.perf_counter()
+                p = seed_logits(model, *tensors).softmax(-1)
+                elapsed = time.perf_counter() - start
+                rates.append(len(idx) / elapsed)
+                seconds += elapsed
+                flops += 2 * encoder_flops(len(idx), MAX_LENGTH, enc_config)
+                for j, i in enumerate(idx):
+                    probs[i] = p[j].tolist()
+        result |= {"pairs_per_s": statistics.median(rates), "flops_per_s": flops / seconds, "probs": probs}
+
+    elif path.startswith("direct"):
+        order = length_order(features) if path != "direct_unsorted" else list(range(len(battles)))
+        batches = sorted_batches(features, order, BATCH)
+        collated = [(idx, collate([rows[i] for i in idx])) for idx in batches]  # "on the same batches"
+        context = torch.no_grad if path == "direct_no_grad" else torch.inference_mode
+        runner = model
+        if path == "direct_int8":
+            from pipeline_arena import quantized_copy
+
+            runner = quantized_copy(model)
+        elif path == "direct_compile":
+            runner = torch.compile(model, dynamic=True)
+            start = time.perf_counter()
+            with context():
+                for _, batch in collated:
+                    runner(**batch)
+            result["compile_s"] = time.perf_counter() - start
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=path == "direct_bf16")
+        probs, passes, flops = [None] * len(battles), [], 0.0
+        with context(), autocast:
+            runner(**collated[-1][1])  # warm-up on the shortest batch
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for idx, batch in collated:
+                    p = runner(**batch).logits.float().softmax(-1)
+                    for j, i in enumerate(idx):
+                        probs[i] = p[j].tolist()
+                passes.append(time.perf_counter() - start)
+        for _, batch in collated:
+            flops += encoder_flops(2 * batch["input_ids_a"].shape[0], batch["input_ids_a"].shape[1], enc_config)
+        result |= {"pairs_per_s": len(battles) / statistics.median(passes),
+                   "flops_per_s": flops / statistics.median(passes), "probs": probs}
+
+    elif path.startswith("pipeline"):
+        judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer, optimize=path == "pipeline")
+        inputs = [{k: b[k] for k in ("prompt", "response_a", "response_b")} for b in battles]
+        judge(inputs[-1:], batch_size=1)  # warm-up (and the int8 copy, made once per pipeline)
+        passes = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = judge(inputs, batch_size=BATCH)
+            passes.append(time.perf_counter() - start)
+        probs = [[r[k] for k in ("winner_model_a", "winner_model_b", "winner_tie")] for r in out]
+        order = length_order(features)
+        flops = sum(encoder_flops(2 * len(idx), max(max(len(features["input_ids_a"][i]),
+                                                        len(features["input_ids_b"][i])) for i in idx), enc_config)
+                    for idx in sorted_batches(features, order, BATCH))
+        result |= {"pairs_per_s": len(battles) / statistics.median(passes),
+                   "flops_per_s": flops / statistics.median(passes), "probs": probs}
+
+    else:  # training
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        labels = torch.tensor([b["label"] for b in battles])
+        step_times, step_pairs, flops = [], [], 0.0
+
+        def step(loss):
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        if path == "train_reference":
+            batches = list(seed_batches(features, MAX_LENGTH, tokenizer.pad_token_id))[: -(-train_pairs // 2)]
+            for k, (*tensors, idx) in enumerate([batches[0]] + batches):  # first: warm-up, not timed
+                start = time.perf_counter()
+                step(torch.nn.functional.cross_entropy(seed_logits(model, *tensors), labels[idx]))
+                if k:
+                    step_times.append(time.perf_counter() - start)
+                    step_pairs.append(len(idx))
+                    flops += 3 * 2 * encoder_flops(len(idx), MAX_LENGTH, enc_config)
+            rate = statistics.median(p / t for p, t in zip(step_pairs, step_times))
+        else:
+            subset = {k: v[:train_pairs] for k, v in features.items()}
+            batches = token_budget_batches(subset, length_order(subset), SEED_BATCH_PAIRS * MAX_LENGTH)
+            collated = [(idx, collate([rows[i] for i in idx])) for idx in batches]
+            step(model(**collated[-1][1], labels=labels[collated[-1][0]]).loss)  # warm-up
+            passes = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for idx, batch in collated:
+                    step(model(**batch, labels=labels[idx]).loss)
+                passes.append(time.perf_counter() - start)
+            rate = len(subset["input_ids_a"]) / statistics.median(passes)
+            flops = sum(3 * encoder_flops(2 * b["input_ids_a"].shape[0], b["input_ids_a"].shape[1], enc_config)
+                        for _, b in collated)
+            step_times = [statistics.median(passes)]
+            result["batches"] = [len(idx) for idx in batches]
+        result |= {"pairs_per_s": rate, "flops_per_s": flops / sum(step_times)}
+
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- parent (driver)
+def log_loss(probs: list[list[float]], labels: list[int]) -> float:
+    import math
+
+    return -sum(math.log(max(p[y], 1e-15)) for p, y in zip(probs, labels)) / len(labels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n_battles", type=int, default=32)
+    parser.add_argument("--stride", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train_pairs", type=int, default=16, help="pairs per training measurement")
+    parser.add_argument("--paths", nargs="*", default=DEFAULT_PATHS,
+                        choices=[*INFERENCE_PATHS, *TRAINING_PATHS])
+    parser.add_argument("--out", default=str(RESULTS / "throughput.md"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--model_dir", help=argparse.SUPPRESS)
+    parser.add_argument("--battles_file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        print(json.dumps(run_worker(args.worker, args.model_dir, args.battles_file, args.repeats, args.train_pairs)))
+        return
+
+    import torch
+
+    torch.set_num_threads(THREADS)
+    started = time.time()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(THREADS)}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        battles = load_battles(args.n_battles, args.stride)
+        (workdir / "battles.json").write_text(json.dumps(battles))
+        model_dir = build_model_dir(workdir)
+        peak = {name: matmul_peak(name) for name in ("float32", "bfloat16")}
+        results = {}
+        for path in args.paths:
+            cmd = [sys.executable, __file__, "--worker", path, "--model_dir", str(model_dir), "--battles_file",
+                   str(workdir / "battles.json"), "--repeats", str(args.repeats), "--train_pairs", str(args.train_pairs)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{path} failed:\n{proc.stderr[-3000:]}")
+            results[path] = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"{path}: {results[path]['pairs_per_s']:.3f} pairs/s, peak RSS {results[path]['peak_rss_mb']:.0f} MB",
+                  flush=True)
+        peak["float32_after"] = matmul_peak("float32")
+    labels = [b["label"] for b in battles]
+    lengths = _tower_lengths(battles, model_dir=None)
+    report = render(args, results, peak, labels, lengths, time.time() - started)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(report)
+    Path(args.out).with_suffix(".json").write_text(json.dumps(
+        {"args": vars(args), "peak_flops": peak, "results": results}, indent=1))
+    print(report)
+
+
+def _tower_lengths(battles: list[dict], model_dir=None) -> tuple[float, float]:
+    """Mean real tower length and the fraction of max_length padding the reference computes."""
+    from backbones import load_encoder
+    from encoding_arena import encode_battles
+
+    _, tokenizer = load_encoder("embedded:minilm-l6")
+    enc = encode_battles(*([b[k] for b in battles] for k in ("prompt", "response_a", "response_b")), tokenizer,
+                         MAX_LENGTH)
+    lengths = [len(x) for key in ("input_ids_a", "input_ids_b") for x in enc[key]]
+    return sum(lengths) / len(lengths), 1 - sum(lengths) / (len(lengths) * MAX_LENGTH)
+
+
+def render(args, results: dict, peak: dict, labels: list[int], lengths: tuple, seconds: float) -> str:
+    import platform
+
+    import torch
+
+    ref = results.get("reference")
+    ref_train = results.get("train_reference")
+    ref_loss = log_loss(ref["probs"], labels) if ref else None
+    lines = [
+        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {THREADS} threads; "
+        f"{os.cpu_count()} cores visible (shared with other jobs: compare ratios, not absolute figures).",
+        f"fp32 matmul peak (2048^3): {peak['float32'] / 1e9:.1f} GFLOP/s before the paths, "
+        f"{peak['float32_after'] / 1e9:.1f} after; bf16 matmul: {peak['bfloat16'] / 1e9:.2f} GFLOP/s.",
+        f"Battles: {len(labels)} (rows 0, {args.stride}, ... of arena_dev.csv); mean tower length "
+        f"{lengths[0]:.0f} tokens, so {lengths[1]:.0%} of the reference's 512-token towers is padding. "
+        f"embedded:minilm-l6, max_length {MAX_LENGTH}; medians of {args.repeats} repeats. Run took {seconds:.0f} s.",
+        "",
+        "| path | what it does | pairs/s | vs reference | log loss (diff vs ref) | max abs dP | peak RSS MB "
+        "| GFLOP/s (% of fp32 matmul peak) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for path, r in results.items():
+        training = path in TRAINING_PATHS
+        base = ref_train if training else ref
+        ratio = f"{r['pairs_per_s'] / base['pairs_per_s']:.2f}x" if base else "-"
+        if "probs" in r and ref:
+            loss = log_loss(r["probs"], labels)
+            diff = max(abs(p - q) for a, b in zip(r["probs"], ref["probs"]) for p, q in zip(a, b))
+            quality = f"{loss:.4f} ({loss - ref_loss:+.4f})"
+            dp = f"{diff:.1e}"
+        else:
+            quality, dp = "-", "-"
+        describe = (TRAINING_PATHS if training else INFERENCE_PATHS)[path]
+        if "compile_s" in r:
+            describe += f"; compiling took {r['compile_s']:.0f} s"
+        lines.append(
+            f"| {path} | {describe} | {r['pairs_per_s']:.2f} | {ratio} | {quality} | {dp} | {r['peak_rss_mb']:.0f} "
+            f"| {r['flops_per_s'] / 1e9:.1f} ({r['flops_per_s'] / peak['float32']:.0%}) |"
+        )
+    if "pipeline" in results and "direct_int8" in results:
+        lines += ["", f"Pipeline end to end vs the model called directly on the same batches (same precision): "
+                  f"{results['pipeline']['pairs_per_s'] / results['direct_int8']['pairs_per_s']:.2f} (int8), "
+                  + (f"{results['pipeline_fp32']['pairs_per_s'] / results['direct_sorted']['pairs_per_s']:.2f} (fp32)"
+                     if "pipeline_fp32" in results and "direct_sorted" in results else "")]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
