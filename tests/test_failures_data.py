@@ -35,6 +35,10 @@ KAGGLE = ["id", "model_a", "model_b", "prompt", "response_a", "response_b", "win
 UNICODE = ["Hi 🙂👍🏽 👨‍👩‍👧", "مرحبا بالعالم", "שלום\u200f", "\u202eevil\u202c", "a\u200bb\u200dc\u200c",
            "\ufeffinside", "e\u0301 n\u0303"]
 MEGABYTE = 1_000_000
+# On CPU the pipeline's default fast path runs the encoder's Linear layers in dynamic int8, whose activation scale
+# is computed per batch: a battle's probabilities move by a few 1e-6 with the other battles in its batch (measured
+# at most 7.6e-6 over 2,000 battles). With optimize=False batching changes nothing (measured: 0.0).
+BATCH_TOLERANCE = 1e-4
 
 
 def kaggle_row(id_, prompt, a, b, one_hot=(1, 0, 0)):
@@ -294,7 +298,8 @@ def test_pipeline_scores_unicode_empty_and_megabyte_battles(judge):
         probs = [result[k] for k in ("winner_model_a", "winner_model_b", "winner_tie")]
         assert all(0 <= p <= 1 for p in probs) and sum(probs) == pytest.approx(1, abs=1e-5)
     for battle, result in zip(battles[:3] + battles[-1:], results[:3] + results[-1:]):
-        assert judge(battle) == pytest.approx(result, abs=1e-6)  # batched or one at a time: the same answer
+        # batched or one at a time: the same answer (to BATCH_TOLERANCE: see the long-stream test)
+        assert judge(battle) == pytest.approx(result, abs=BATCH_TOLERANCE)
 
 
 def test_pipeline_refuses_a_model_of_another_type(tmp_path):
@@ -409,7 +414,7 @@ def test_five_thousand_battles_stream_in_flat_memory_and_match_chunked_scoring(j
     """A generator of 5,000 battles: the pipeline holds at most about one window (batch_size * 16) of them at a
     time (counted with weak references: small battles would hide a leak in RSS noise), RSS after the first 1,000
     results and at the end differ by less than a generous 64 MB, and the probabilities equal those of scoring
-    chunks of 1,000 as lists (chunk edges fall mid-window, so batches differ)."""
+    chunks of 1,000 as lists (chunk edges fall mid-window, so batches differ), to BATCH_TOLERANCE."""
     total, batch_size = 5000, 64
     window = batch_size * SORT_WINDOW_BATCHES
     alive: list[weakref.ref] = []
@@ -437,4 +442,4 @@ def test_five_thousand_battles_stream_in_flat_memory_and_match_chunked_scoring(j
         chunk = judge([stream_battle(i) for i in range(start, start + 1000)], batch_size=batch_size, max_length=32)
         expected = torch.tensor([[r["winner_model_a"], r["winner_model_b"], r["winner_tie"]] for r in chunk],
                                 dtype=torch.float64)
-        torch.testing.assert_close(probs[start : start + 1000], expected, rtol=0, atol=1e-6)
+        torch.testing.assert_close(probs[start : start + 1000], expected, rtol=0, atol=BATCH_TOLERANCE)
