@@ -175,6 +175,7 @@ def default_output_dir(model_name_or_path: str) -> str:
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, Any]:
     """(ModelArguments, DataArguments, TrainingArguments) from command-line options or one YAML/JSON file."""
     import yaml
+    from transformers.hf_argparser import string_to_bool
 
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -195,10 +196,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         except ValueError as err:
             raise UserError(f"{path}: {err}") from err
         chosen = {key for key in DO_FLAGS if key in values}
+        do_eval_given = values.get("do_eval")
     else:
         peek = argparse.ArgumentParser(add_help=False)
         peek.add_argument("--model_name_or_path", default=DEFAULT_MODEL)
-        model_name = peek.parse_known_args(argv)[0].model_name_or_path
+        peek.add_argument("--do_eval", type=string_to_bool, nargs="?", const=True, default=None)
+        peeked = peek.parse_known_args(argv)[0]
+        model_name, do_eval_given = peeked.model_name_or_path, peeked.do_eval
         parser.set_defaults(**SEED_DEFAULTS, **launch_defaults(), output_dir=default_output_dir(model_name))
         try:
             model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
@@ -206,6 +210,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
             parser.error(" ".join(str(err).split()))
         chosen = {key for key in DO_FLAGS for arg in argv if arg.split("=")[0] == f"--{key}"}
     _fill_in_defaults(data_args, training_args, chosen)
+    if do_eval_given is False:  # TrainingArguments turned do_eval on from eval_strategy; the user said no
+        training_args.do_eval = False
     return model_args, data_args, training_args
 
 

@@ -310,7 +310,8 @@ def test_pipeline_refuses_a_model_of_another_type(tmp_path):
     tokenizer = tiny_deberta_tokenizer()
     bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
                                 num_attention_heads=2, intermediate_size=32))
-    with pytest.raises(ValueError, match=r"needs an arena-preference model \(ArenaModel\); got BertModel with config model_type 'bert'"):
+    with pytest.raises(ValueError, match=r"needs an arena-preference model \(ArenaModel\); got BertModel with "
+                                         r"config model_type 'bert'"):
         ArenaPreferencePipeline(model=bert, tokenizer=tokenizer)
 
 
