@@ -10,9 +10,7 @@ config.json by `save_pretrained`, with `custom_pipelines` written into config.js
 
 from __future__ import annotations
 
-import copy
 import itertools
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -50,10 +48,6 @@ class ArenaPreferencePipeline(Pipeline):
             length so a batch pads little; results come back in input order.
         return_logits (`bool`, defaults to `False`): add `"logits"` (3 floats whose softmax is the probabilities;
             with `swap_tta`, the log of the averaged probabilities).
-        optimize (`bool`, defaults to `True`): the fast path. On CPU the encoder's Linear layers run in int8
-            (dynamic quantization of a copy made once, at first use: create a new pipeline after changing the
-            weights); on a CUDA GPU with bf16, bf16 autocast. Probabilities stay within 0.01 of fp32 and the log
-            loss within 0.002 (bench/throughput.py, tests/test_pipeline.py). `optimize=False`: the model as it is.
     """
 
     _load_tokenizer = True
@@ -102,7 +96,6 @@ class ArenaPreferencePipeline(Pipeline):
         max_length: int | None = None,
         return_logits: bool | None = None,
         truncation: str | None = None,
-        optimize: bool | None = None,
         **unknown: Any,
     ) -> tuple[dict, dict, dict]:
         if unknown:
@@ -114,8 +107,6 @@ class ArenaPreferencePipeline(Pipeline):
             preprocess["truncation"] = truncation
         if swap_tta is not None:
             forward["swap_tta"] = bool(swap_tta)
-        if optimize is not None:
-            forward["optimize"] = bool(optimize)
         if return_logits is not None:
             postprocess["return_logits"] = bool(return_logits)
         return preprocess, forward, postprocess
@@ -145,22 +136,18 @@ class ArenaPreferencePipeline(Pipeline):
             raise ValueError(f"battle 0: {err}") from err
         return self._collate([features])
 
-    def _forward(
-        self, model_inputs: dict[str, torch.Tensor], swap_tta: bool = False, optimize: bool = True
-    ) -> dict[str, torch.Tensor]:
+    def _forward(self, model_inputs: dict[str, torch.Tensor], swap_tta: bool = False) -> dict[str, torch.Tensor]:
         """A collated batch of B battles -> `probs` `(B, 3)`, `logits` `(B, 3)`, `rewards` `(B, 2)` (rank head)."""
         inputs = {k: v for k, v in model_inputs.items() if k != "labels"}
         batch = inputs["input_ids_a"].shape[0]
         if swap_tta:  # both orders in one forward pass: rows B..2B-1 are the battles with A and B exchanged
             inputs = _stack_with_swapped(inputs, self.tokenizer.pad_token_id or 0)
-        model, autocast = self._runner(optimize)
-        was_training = model.training
-        model.eval()  # predictions never use dropout, even from a model handed over mid-training
+        was_training = self.model.training
+        self.model.eval()  # predictions never use dropout, even from a model handed over mid-training
         try:
-            with autocast:
-                output = model(**inputs)
+            output = self.model(**inputs)
         finally:
-            model.train(was_training)
+            self.model.train(was_training)
         logits = output.logits.float()
         rewards = output.rewards.float() if output.rewards is not None else None
         probs = logits.softmax(-1)
@@ -185,20 +172,8 @@ class ArenaPreferencePipeline(Pipeline):
             result["logits"] = model_outputs["logits"][0].tolist()
         return result
 
-    def _runner(self, optimize: bool) -> tuple[torch.nn.Module, Any]:
-        """The module that scores a batch, and the autocast context to run it in."""
-        off = torch.autocast(self.device.type, enabled=False)
-        if not optimize or self.model.dtype != torch.float32:
-            return self.model, off
-        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return self.model, torch.autocast("cuda", dtype=torch.bfloat16)
-        if self.device.type == "cpu":
-            if getattr(self, "_int8_model", None) is None:
-                self._int8_model = quantized_copy(self.model)
-            return self._int8_model, off
-        return self.model, off
-
     def get_inference_context(self):
+        # inference_mode, not no_grad: no version counters or views kept for autograd (bench/throughput.py)
         return torch.inference_mode
 
     # ------------------------------------------------------------------------------------- streams, length-sorted
@@ -269,19 +244,6 @@ class ArenaPreferencePipeline(Pipeline):
         return batch
 
 
-def quantized_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """An eval-mode copy of an ArenaModel whose encoder Linear layers compute in int8 (dynamic quantization:
-    int8 weights, activations quantized per batch; CPU). Everything else (embeddings, norms, heads) is shared
-    with `model`, not copied, so the copy costs only the int8 weights."""
-    linear_params = {id(p) for m in model.encoder.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters()}
-    shared = {id(p): p for p in model.parameters() if id(p) not in linear_params}
-    fast = copy.deepcopy(model, memo=dict(shared)).eval()
-    with warnings.catch_warnings():  # torch suggests torchao; torch.ao's dynamic quantization still works
-        warnings.simplefilter("ignore")
-        torch.ao.quantization.quantize_dynamic(fast.encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    return fast
-
-
 def _check_battle(battle: Any, index: int) -> None:
     if not isinstance(battle, Mapping):
         raise ValueError(
@@ -311,4 +273,4 @@ def _stack_with_swapped(inputs: dict[str, torch.Tensor], pad_token_id: int) -> d
 
 PIPELINE_REGISTRY.register_pipeline("arena-preference", pipeline_class=ArenaPreferencePipeline, pt_model=AutoModel)
 
-__all__ = ["ArenaPreferencePipeline", "BATTLE_KEYS", "quantized_copy"]
+__all__ = ["ArenaPreferencePipeline", "BATTLE_KEYS"]

@@ -30,6 +30,25 @@ BATTLES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _log_handlers_follow_captured_stderr():
+    """Point logging's stream handlers at this test's sys.stderr.
+
+    train.main() (logging.basicConfig) and transformers create StreamHandlers bound to the sys.stderr of the moment;
+    under capsys that stream is closed after its test, and a later warning would print a logging traceback instead.
+    """
+    import logging
+
+    import transformers
+
+    loggers = [logging.getLogger(), transformers.utils.logging.get_logger()]
+    for handler in [h for lg in loggers for h in lg.handlers]:
+        if type(handler) is logging.StreamHandler and getattr(handler.stream, "closed", False) is not None:
+            if handler.stream not in (sys.stdout, sys.__stdout__):
+                handler.setStream(sys.stderr)
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     from backbones import tiny_deberta_tokenizer

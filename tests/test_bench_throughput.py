@@ -1,0 +1,79 @@
+"""The benchmark's reference and fast paths compute the same function (stated tolerances), and its bookkeeping."""
+
+import sys
+
+import pytest
+import torch
+
+from conftest import BATTLES, ROOT
+from encoding_arena import ArenaCollator, encode_battles
+
+sys.path.insert(0, str(ROOT / "bench"))
+from seed_reference import seed_batches, seed_logits  # noqa: E402
+from throughput import (  # noqa: E402
+    encoder_flops,
+    length_order,
+    quantized_copy,
+    sorted_batches,
+    token_budget_batches,
+)
+
+
+@pytest.fixture()
+def features(tiny_tokenizer):
+    return encode_battles(*([b[k] for b in BATTLES] for k in ("prompt", "response_a", "response_b")),
+                          tiny_tokenizer, 64)
+
+
+def test_seed_reference_matches_the_one_call_forward(tiny_model, tiny_tokenizer, tiny_batch, features):
+    """Two encoder calls on towers padded to max_length == both towers in one dynamically padded call (1e-5)."""
+    tiny_model.eval()
+    with torch.no_grad():
+        fast = tiny_model(**tiny_batch).logits
+        slow = torch.cat([seed_logits(tiny_model, *b[:6]) for b in seed_batches(features, 64, 0)])
+    torch.testing.assert_close(slow, fast, atol=1e-5, rtol=0)
+
+
+def test_sorted_batches_under_inference_mode_match_input_order_under_no_grad(tiny_model, tiny_tokenizer, features):
+    tiny_model.eval()
+    rows = [{k: features[k][i] for k in features} for i in range(len(BATTLES))]
+    collate = ArenaCollator(pad_token_id=0)
+    with torch.no_grad():
+        plain = tiny_model(**collate(rows)).logits
+    order = length_order(features)
+    with torch.inference_mode():
+        fast = torch.empty_like(plain)
+        for idx in sorted_batches(features, order, 3):
+            fast[idx] = tiny_model(**collate([rows[i] for i in idx])).logits
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
+
+
+def test_int8_copy_leaves_the_model_alone_and_stays_near_fp32(tiny_model, tiny_batch):
+    """int8 is a measured lever, not a default: the tolerance here (0.05 in probability on a tiny random model) is
+    loose; bench/throughput.py reports its real log-loss cost."""
+    tiny_model.eval()
+    before = {n: p.clone() for n, p in tiny_model.named_parameters()}
+    int8 = quantized_copy(tiny_model)
+    with torch.inference_mode():
+        p32 = tiny_model(**tiny_batch).logits.softmax(-1)
+        p8 = int8(**tiny_batch).logits.softmax(-1)
+    assert all(torch.equal(p, before[n]) for n, p in tiny_model.named_parameters())
+    assert type(tiny_model.encoder.encoder.layer[0].attention.self.query_proj) is torch.nn.Linear
+    assert (p8 - p32).abs().max() < 0.05
+
+
+def test_token_budget_batches_keep_the_references_memory_bound(features):
+    order = length_order(features)
+    batches = token_budget_batches(features, order, 80)
+    assert sorted(i for b in batches for i in b) == list(range(len(BATTLES)))
+    for batch in batches:
+        longest = max(max(len(features["input_ids_a"][i]), len(features["input_ids_b"][i])) for i in batch)
+        assert len(batch) == 1 or len(batch) * longest <= 80
+
+
+def test_encoder_flops_count_from_shapes():
+    class Config:
+        hidden_size, intermediate_size, num_hidden_layers = 4, 8, 2
+
+    # per token per layer: 4*16 (projections) + 2*4*8 (feed-forward) + 2*L*4 (attention), L = 3
+    assert encoder_flops(5, 3, Config) == 2 * 2 * 5 * 3 * (64 + 64 + 24)
