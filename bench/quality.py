@@ -16,6 +16,7 @@ Full fine-tuning of the encoder per fold (train.py's default recipe) is out of r
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from arena_dataset import load_arena, prompt_group, tokenize_arena  # noqa: E402
 from backbones import load_model  # noqa: E402
+from calibration import fit_temperature  # noqa: E402
 from configuration_arena import ArenaConfig  # noqa: E402
 from encoding_arena import STYLE_FEATURES, ArenaCollator  # noqa: E402
 from modeling_arena import ArenaModel  # noqa: E402
@@ -46,6 +48,7 @@ RECIPES = {
     "classify, no style features": ("classify", False, True, True),
     "rank (Davidson), no style features": ("rank", False, True, False),
 }
+CALIBRATED = "classify + style, no swap aug"  # the recipe that also gets a fitted temperature
 
 
 def grouped_folds(groups: list[str], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -73,6 +76,22 @@ def embed(encoded, tokenizer, batch_size: int = 16) -> tuple[np.ndarray, np.ndar
             mask = torch.cat([batch["attention_mask_a"], batch["attention_mask_b"]])
             pooled = model.encode(ids, mask).numpy()
             pooled_a[idx], pooled_b[idx] = pooled[: len(idx)], pooled[len(idx) :]
+    return pooled_a, pooled_b
+
+
+def cached_embeddings(args, encoded, tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """`embed`, cached on disk by the data file's content, max_length and truncation (the encoder pass is most of
+    the study's time; the heads are refitted on every run)."""
+    key = hashlib.sha256(Path(args.data).read_bytes()).hexdigest()[:16]
+    path = Path(args.cache_dir) / f"minilm-l6_{key}_{len(encoded)}_{args.max_length}_{args.truncation}.npz"
+    if path.exists():
+        cached = np.load(path)
+        return cached["pooled_a"], cached["pooled_b"]
+    pooled_a, pooled_b = embed(encoded, tokenizer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, pooled_a=pooled_a, pooled_b=pooled_b)
+    partial.replace(path)  # atomic: an interrupted run never leaves a cache file that looks complete
     return pooled_a, pooled_b
 
 
@@ -139,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--truncation", default="latest_turns")
     parser.add_argument("--limit", type=int, default=None, help="first N rows only (smoke runs)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--cache_dir", default=str(Path.home() / ".cache" / "arena-preference" / "quality"),
+                        help="pooled towers of the frozen encoder, reused by later runs on the same data")
     args = parser.parse_args(argv)
 
     import evaluate
@@ -155,11 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     encoded = tokenize_arena(data, tokenizer, args.max_length, args.truncation)
     style_a, style_b = np.asarray(encoded["style_a"], np.float32), np.asarray(encoded["style_b"], np.float32)
     t0 = time.time()
-    pooled_a, pooled_b = embed(encoded, tokenizer)
+    pooled_a, pooled_b = cached_embeddings(args, encoded, tokenizer)
     embed_seconds = time.time() - t0
     encoder_config = load_model("embedded:minilm-l6")[0].config.encoder_config
 
-    names = ["class prior", "length logistic regression", *RECIPES]
+    names = ["class prior", "length logistic regression", *RECIPES, CALIBRATED + " + temperature"]
+    temperatures: list[float] = []
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for fold, (train, test) in enumerate(grouped_folds(groups, args.folds, args.seed)):
         prior = np.bincount(y[train], minlength=3) / len(train)
@@ -169,17 +191,35 @@ def main(argv: list[str] | None = None) -> None:
         feats = {split: {"pooled_a": torch.from_numpy(pooled_a[idx]), "pooled_b": torch.from_numpy(pooled_b[idx]),
                          "style_a": torch.from_numpy(style_a[idx]), "style_b": torch.from_numpy(style_b[idx])}
                  for split, idx in (("train", train), ("test", test))}
+        models = {}
         for name, (head, style, swap_augment, swap_tta) in RECIPES.items():
-            model = fit_head(feats["train"], torch.from_numpy(y[train]), encoder_config, head, style, swap_augment,
-                             seed=args.seed + fold)
-            results[name].append(score(metric, head_probs(model, feats["test"], swap_tta), y[test]))
+            models[name] = fit_head(feats["train"], torch.from_numpy(y[train]), encoder_config, head, style,
+                                    swap_augment, seed=args.seed + fold)
+            results[name].append(score(metric, head_probs(models[name], feats["test"], swap_tta), y[test]))
+        # Calibration: T fitted on an inner grouped 20% of the training folds (head refitted on the other 80%),
+        # then applied to the head fitted on all training folds. The test fold is never seen.
+        inner_train, inner_val = (train[i] for i in grouped_folds([groups[j] for j in train], 5, args.seed)[0])
+        inner = {split: {k: torch.from_numpy(v[idx]) for k, v in
+                         (("pooled_a", pooled_a), ("pooled_b", pooled_b), ("style_a", style_a), ("style_b", style_b))}
+                 for split, idx in (("train", inner_train), ("val", inner_val))}
+        head, style, swap_augment, swap_tta = RECIPES[CALIBRATED]
+        inner_model = fit_head(inner["train"], torch.from_numpy(y[inner_train]), encoder_config, head, style,
+                               swap_augment, seed=args.seed + fold)
+        with torch.no_grad():
+            val_logits = inner_model.compare(*(inner["val"][k] for k in ("pooled_a", "pooled_b", "style_a",
+                                                                          "style_b")))[0]
+        models[CALIBRATED].config.temperature = fit_temperature(val_logits, torch.from_numpy(y[inner_val]))
+        temperatures.append(models[CALIBRATED].config.temperature)
+        results[CALIBRATED + " + temperature"].append(
+            score(metric, head_probs(models[CALIBRATED], feats["test"], swap_tta), y[test]))
         print(f"fold {fold}: " + ", ".join(f"{n}: {results[n][-1]['log_loss']:.4f}" for n in names), flush=True)
 
     wall = time.time() - started
-    write_report(results, args, len(data), wall, embed_seconds, Path(args.out))
+    write_report(results, args, len(data), wall, embed_seconds, Path(args.out), temperatures)
 
 
-def write_report(results, args, rows: int, wall: float, embed_seconds: float, out: Path) -> None:
+def write_report(results, args, rows: int, wall: float, embed_seconds: float, out: Path,
+                 temperatures: list[float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,6 +241,7 @@ def write_report(results, args, rows: int, wall: float, embed_seconds: float, ou
         tie = np.array([f["f1_tie"] for f in folds])
         lines.append(f"| {name} | {ll.mean():.4f} ± {ll.std():.4f} | {acc.mean():.3f} ± {acc.std():.3f} | "
                      f"{tie.mean():.3f} ± {tie.std():.3f} | {' '.join(f'{v:.3f}' for v in ll)} |")
+    lines += ["", f"Fitted temperatures per fold ({CALIBRATED}): {' '.join(f'{t:.3f}' for t in temperatures)}."]
     (out / "quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -43,9 +43,8 @@ def _log_handlers_follow_captured_stderr():
 
     loggers = [logging.getLogger(), transformers.utils.logging.get_logger()]
     for handler in [h for lg in loggers for h in lg.handlers]:
-        if type(handler) is logging.StreamHandler and getattr(handler.stream, "closed", False) is not None:
-            if handler.stream not in (sys.stdout, sys.__stdout__):
-                handler.setStream(sys.stderr)
+        if type(handler) is logging.StreamHandler and handler.stream not in (sys.stdout, sys.__stdout__):
+            handler.stream = sys.stderr  # not setStream(): it flushes the old stream, which may be closed
     yield
 
 
