@@ -82,6 +82,12 @@ class ModelArguments:
     freeze_encoder: bool = field(
         default=False, metadata={"help": "Train only the head (the encoder's weights stay as loaded)."}
     )
+    calibrate: bool = field(
+        default=False,
+        metadata={"help": "After training, fit a temperature on the validation battles (calibration.py), store it "
+                          "in config.json and use it for predictions. eval_log_loss stays the uncalibrated figure; "
+                          "eval_log_loss_calibrated is fitted on the same battles (one parameter)."},
+    )
 
 
 @dataclass
@@ -376,6 +382,27 @@ def probabilities(prediction_output) -> Any:
     return probs / probs.sum(axis=1, keepdims=True)
 
 
+def calibrate(trainer: Any, output: Any, metrics: dict[str, float]) -> Any:
+    """Fit the temperature on the evaluation predictions, store it in the model's config, record it and the
+    calibrated log loss in `metrics`; returns the calibrated (N, 3) probabilities."""
+    import numpy as np
+    import torch
+
+    from calibration import fit_temperature
+
+    logits = output.predictions[0] if isinstance(output.predictions, (tuple, list)) else output.predictions
+    logits, labels = torch.as_tensor(np.asarray(logits), dtype=torch.float64), torch.as_tensor(output.label_ids)
+    factor = fit_temperature(logits, labels)
+    config = trainer.accelerator.unwrap_model(trainer.model).config
+    config.temperature = float(config.temperature * factor)
+    calibrated = (logits / factor).softmax(-1)
+    metrics["eval_log_loss_calibrated"] = float(torch.nn.functional.nll_loss(calibrated.log(), labels.long()))
+    metrics["temperature"] = config.temperature
+    logger.info("calibration: temperature %.3f; eval log loss %.4f -> %.4f (fitted on these battles)",
+                config.temperature, metrics["eval_log_loss"], metrics["eval_log_loss_calibrated"])
+    return calibrated.numpy()
+
+
 # ------------------------------------------------------------------------------------------------ saving, output
 def save_repo(model: Any, tokenizer: Any, output_dir: str | Path) -> None:
     """Write the model as a complete Hub repo into `output_dir` (weights, tokenizer, remote-code modules,
@@ -600,10 +627,14 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Any
     if training_args.do_eval:
         output = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
         eval_metrics = {**output.metrics, "eval_samples": len(tokenized["validation"])}
+        eval_probs, eval_labels = probabilities(output), output.label_ids
+        if model_args.calibrate and training_args.do_train:
+            eval_probs = calibrate(trainer, output, eval_metrics)
+            if trainer.is_world_process_zero():
+                save_repo(trainer.model, tokenizer, output_dir)
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
-        eval_probs, eval_labels = probabilities(output), output.label_ids
 
     if trainer.is_world_process_zero():
         if training_args.do_eval:
@@ -613,8 +644,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Any
             card = training_report.model_card(model_args, data_args, training_args, trainer.model.config, metrics)
             write_atomically(output_dir / "README.md", lambda temp: card.save(temp))
         if training_args.do_predict:
-            # Under --bf16/--fp16 accelerate wraps forward in autocast; the pipeline gets the plain model (it picks
-            # its own fast path, e.g. int8 on CPU, and would otherwise run that copy under bf16 autocast too).
+            # Under --bf16/--fp16 accelerate wraps forward in autocast; the pipeline gets the plain model and
+            # predicts in the model's own precision.
             plain = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
             path = predict(plain, tokenizer, splits["test"], output_dir,
                            training_args.per_device_eval_batch_size, data_args.swap_tta)
