@@ -35,10 +35,9 @@ KAGGLE = ["id", "model_a", "model_b", "prompt", "response_a", "response_b", "win
 UNICODE = ["Hi 🙂👍🏽 👨‍👩‍👧", "مرحبا بالعالم", "שלום\u200f", "\u202eevil\u202c", "a\u200bb\u200dc\u200c",
            "\ufeffinside", "e\u0301 n\u0303"]
 MEGABYTE = 1_000_000
-# On CPU the pipeline's default fast path runs the encoder's Linear layers in dynamic int8, whose activation scale
-# is computed per batch: a battle's probabilities move by a few 1e-6 with the other battles in its batch (measured
-# at most 7.6e-6 over 2,000 battles). With optimize=False batching changes nothing (measured: 0.0).
-BATCH_TOLERANCE = 1e-4
+# The pipeline computes in the model's own precision (fp32 here); a battle's probabilities do not depend on the
+# battles batched with it beyond float rounding of padded matmuls (the pipeline tests hold 1e-5 for batch 16 vs 1).
+BATCH_TOLERANCE = 1e-5
 
 
 def kaggle_row(id_, prompt, a, b, one_hot=(1, 0, 0)):

@@ -160,8 +160,7 @@ def pipeline_probabilities(model_dir: Path, battles_file: Path) -> list[list[flo
     model, tokenizer = load_model(str(model_dir))
     judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer)
     rows = load_arena(str(battles_file), split="validation")
-    out = judge([{k: r[k] for k in ("prompt", "response_a", "response_b")} for r in rows], batch_size=4,
-                optimize=False)  # the model as trained (fp32), not the pipeline's int8 fast path
+    out = judge([{k: r[k] for k in ("prompt", "response_a", "response_b")} for r in rows], batch_size=4)
     return [[o["winner_model_a"], o["winner_model_b"], o["winner_tie"]] for o in out]
 
 
