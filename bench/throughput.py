@@ -5,9 +5,10 @@ One command, one run, side by side on the same real battles, the same weights an
     python bench/throughput.py                     # ~10 minutes on 2 busy cores; writes bench/results/throughput.md
     python bench/throughput.py --n_battles 8 --repeats 1 --train_pairs 4    # a smoke run (a minute or two)
 
-Every path runs in its own subprocess so that its peak RSS is its own. Inference paths report pairs/s (median of
-`--repeats` passes over the battles; the reference, whose batches all have the same shape, the median over its
-batches), the log loss of their probabilities and its difference from the reference's, and the achieved FLOP/s
+Speed is measured with all paths taking turns, pass by pass, in one process (processes run minutes apart drift
+by up to 30% on a shared machine); probabilities and peak RSS come from each path run once in its own subprocess, so
+that its peak RSS is its own. Inference paths report pairs/s (median of `--repeats` passes over the battles), the
+log loss of their probabilities and its difference from the reference's, and the achieved FLOP/s
 (counted from the shapes each forward pass really ran, padding included) as a fraction of what a large fp32
 `torch.matmul` reaches in the same run. Training paths report pairs/s for forward + backward + AdamW step.
 
@@ -39,7 +40,8 @@ DEV_CSV = ROOT.parent / "shared" / "data" / "arena_dev.csv"
 RESULTS = ROOT / "bench" / "results"
 MAX_LENGTH = 512
 THREADS = 2
-BATCH = int(os.environ.get("ARENA_BENCH_BATCH", 8))  # pairs per batch in the fast inference paths and the pipeline
+# Pairs per batch in the fast inference paths and the pipeline: 1 is the fastest on this CPU (README, Performance).
+BATCH = int(os.environ.get("ARENA_BENCH_BATCH", 1))
 
 INFERENCE_PATHS = {
     "reference": "seed: towers padded to 512, two encoder calls, batch 2, fp32, input order, no_grad",
@@ -217,21 +219,11 @@ def run_worker(path: str, model_dir: str, battles_file: str, repeats: int, train
         judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer)
         inputs = [{k: b[k] for k in ("prompt", "response_a", "response_b")} for b in battles]
         judge([inputs[i] for i in length_order(features)[-BATCH:]], batch_size=BATCH)  # warm-up, as direct_*
-        # The overhead figure compares the pipeline with the model called directly on the same length-sorted
-        # batches, in this process, passes alternating: separate worker processes drift apart by more than 10% on
-        # a shared machine.
-        collated = [collate([rows[i] for i in idx]) for idx in sorted_batches(features, length_order(features), BATCH)]
-        passes, direct_passes = [], []
+        passes = []
         for _ in range(repeats):
-            start = time.perf_counter()
-            with torch.inference_mode():
-                for batch in collated:
-                    model(**batch).logits.softmax(-1).tolist()
-            direct_passes.append(time.perf_counter() - start)
             start = time.perf_counter()
             out = judge(inputs, batch_size=BATCH)
             passes.append(time.perf_counter() - start)
-        result["vs_direct"] = statistics.median(d / p for d, p in zip(direct_passes, passes))
         probs = [[r[k] for k in ("winner_model_a", "winner_model_b", "winner_tie")] for r in out]
         order = length_order(features)
         flops = sum(encoder_flops(2 * len(idx), max(max(len(features["input_ids_a"][i]),
@@ -283,6 +275,104 @@ def run_worker(path: str, model_dir: str, battles_file: str, repeats: int, train
     return result
 
 
+def interleaved_rates(paths: list[str], model_dir: str, battles_file: str, repeats: int, train_pairs: int) -> dict:
+    """pairs/s and FLOP/s of every path, measured in ONE process with the paths taking turns, pass by pass.
+
+    Separate processes measured minutes apart drifted by up to 30% on the shared machine (clock, other jobs);
+    taking turns exposes every path to the same drift, so the ratios hold. Each path: one warm-up pass, then the
+    median of `repeats` passes. A pass is the whole battle set for inference and `train_pairs` pairs of
+    forward + backward + AdamW step for training (each training path has its own copy of the model).
+    """
+    import torch
+
+    torch.set_num_threads(THREADS)
+    from encoding_arena import ArenaCollator, encode_battles
+    from modeling_arena import ArenaModel
+    from pipeline_arena import ArenaPreferencePipeline
+    from seed_reference import SEED_BATCH_PAIRS, seed_batches, seed_logits
+    from transformers import AutoTokenizer
+
+    battles = json.loads(Path(battles_file).read_text())
+    model = ArenaModel.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = model.config.encoder_config
+    collate = ArenaCollator(pad_token_id=tokenizer.pad_token_id)
+    features = encode_battles(*([b[k] for b in battles] for k in ("prompt", "response_a", "response_b")),
+                              tokenizer, MAX_LENGTH)
+    rows = [{k: features[k][i] for k in features} for i in range(len(battles))]
+    labels = torch.tensor([b["label"] for b in battles])
+    reference_batches = list(seed_batches(features, MAX_LENGTH, tokenizer.pad_token_id))
+
+    def shaped(batches):  # (index, collated batch) and the FLOPs of one pass over them, from the padded shapes
+        collated = [(idx, collate([rows[i] for i in idx])) for idx in batches]
+        return collated, sum(encoder_flops(2 * len(idx), b["input_ids_a"].shape[1], config) for idx, b in collated)
+
+    passes: dict = {}  # path -> (pass function, pairs per pass, FLOPs per pass)
+    for path in paths:
+        if path == "reference":
+            def run(batches=reference_batches):
+                with torch.no_grad():
+                    for *tensors, _ in batches:
+                        seed_logits(model, *tensors).softmax(-1).tolist()
+            passes[path] = (run, len(battles), 2 * encoder_flops(len(battles), MAX_LENGTH, config))
+        elif path.startswith("direct"):
+            order = length_order(features) if path != "direct_unsorted" else list(range(len(battles)))
+            collated, flops = shaped(sorted_batches(features, order, BATCH))
+            runner = quantized_copy(model) if path == "direct_int8" else model
+            if path == "direct_compile":
+                runner = torch.compile(model, dynamic=True)
+            context = torch.no_grad if path == "direct_no_grad" else torch.inference_mode
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=path == "direct_bf16")
+
+            def run(collated=collated, runner=runner, context=context, autocast=autocast):
+                with context(), autocast:
+                    for _, batch in collated:
+                        runner(**batch).logits.float().softmax(-1).tolist()
+            passes[path] = (run, len(battles), flops)
+        elif path == "pipeline":
+            judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer)
+            inputs = [{k: b[k] for k in ("prompt", "response_a", "response_b")} for b in battles]
+            _, flops = shaped(sorted_batches(features, length_order(features), BATCH))
+            passes[path] = (lambda judge=judge, inputs=inputs: judge(inputs, batch_size=BATCH), len(battles), flops)
+        else:  # training: its own model copy and optimizer
+            trained = copy.deepcopy(model).train()
+            optimizer = torch.optim.AdamW(trained.parameters(), lr=1e-5)
+
+            def step(loss, optimizer=optimizer):
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+
+            if path == "train_reference":
+                batches = reference_batches[: -(-train_pairs // SEED_BATCH_PAIRS)]
+
+                def run(batches=batches, trained=trained, step=step):
+                    for *tensors, idx in batches:
+                        step(torch.nn.functional.cross_entropy(seed_logits(trained, *tensors), labels[idx]))
+                pairs = sum(len(b[-1]) for b in batches)
+                passes[path] = (run, pairs, 3 * 2 * encoder_flops(pairs, MAX_LENGTH, config))
+            else:
+                subset = {k: v[:train_pairs] for k, v in features.items()}
+                collated, flops = shaped(token_budget_batches(subset, length_order(subset),
+                                                              SEED_BATCH_PAIRS * MAX_LENGTH))
+
+                def run(collated=collated, trained=trained, step=step):
+                    for idx, batch in collated:
+                        step(trained(**batch, labels=labels[idx]).loss)
+                passes[path] = (run, len(subset["input_ids_a"]), 3 * flops)
+
+    times: dict[str, list[float]] = {path: [] for path in passes}
+    for round_ in range(repeats + 1):  # round 0 warms every path up (and compiles), untimed
+        for path, (run, _, _) in passes.items():
+            start = time.perf_counter()
+            run()
+            if round_:
+                times[path].append(time.perf_counter() - start)
+    return {path: {"pairs_per_s": pairs / statistics.median(times[path]),
+                   "flops_per_s": flops / statistics.median(times[path]), "pass_s": times[path]}
+            for path, (_, pairs, flops) in passes.items()}
+
+
 # ----------------------------------------------------------------------------------------------- parent (driver)
 def log_loss(probs: list[list[float]], labels: list[int]) -> float:
     import math
@@ -305,6 +395,10 @@ def main() -> None:
     parser.add_argument("--battles_file", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.worker == "interleaved":
+        print(json.dumps(interleaved_rates(args.paths, args.model_dir, args.battles_file, args.repeats,
+                                           args.train_pairs)))
+        return
     if args.worker:
         print(json.dumps(run_worker(args.worker, args.model_dir, args.battles_file, args.repeats, args.train_pairs)))
         return
@@ -321,17 +415,26 @@ def main() -> None:
         (workdir / "battles.json").write_text(json.dumps(battles))
         model_dir = build_model_dir(workdir)
         peak = {name: matmul_peak(name) for name in ("float32", "bfloat16")}
+        common = ["--model_dir", str(model_dir), "--battles_file", str(workdir / "battles.json"),
+                  "--train_pairs", str(args.train_pairs)]
+
+        def worker(name: str, *extra: str) -> dict:
+            proc = subprocess.run([sys.executable, __file__, "--worker", name, *common, *extra], capture_output=True,
+                                  text=True, env=env, cwd=ROOT)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+
+        # Speed: all paths taking turns in one process. Probabilities and peak RSS: each path in its own process
+        # (one pass), so that its peak RSS is its own.
+        rates = worker("interleaved", "--repeats", str(args.repeats), "--paths", *args.paths)
         results = {}
         for path in args.paths:
-            cmd = [sys.executable, __file__, "--worker", path, "--model_dir", str(model_dir), "--battles_file",
-                   str(workdir / "battles.json"), "--repeats", str(args.repeats), "--train_pairs", str(args.train_pairs)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{path} failed:\n{proc.stderr[-3000:]}")
-            results[path] = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[path] = worker(path, "--repeats", "1") | rates[path]
             print(f"{path}: {results[path]['pairs_per_s']:.3f} pairs/s, peak RSS {results[path]['peak_rss_mb']:.0f} MB",
                   flush=True)
-        peak["float32_after"] = matmul_peak("float32")
+        peak["float32_before"], peak["float32_after"] = peak["float32"], matmul_peak("float32")
+        peak["float32"] = max(peak["float32_before"], peak["float32_after"])  # practical peak: the faster of the two
     labels = [b["label"] for b in battles]
     lengths = _tower_lengths(battles, model_dir=None)
     report = render(args, results, peak, labels, lengths, time.time() - started)
@@ -366,12 +469,12 @@ def render(args, results: dict, peak: dict, labels: list[int], lengths: tuple, s
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {THREADS} threads; "
         f"{os.cpu_count()} cores visible (shared with other jobs: compare ratios, not absolute figures).",
-        f"fp32 matmul peak (2048^3): {peak['float32'] / 1e9:.1f} GFLOP/s before the paths, "
+        f"fp32 matmul peak (2048^3): {peak['float32_before'] / 1e9:.1f} GFLOP/s before the paths, "
         f"{peak['float32_after'] / 1e9:.1f} after; bf16 matmul: {peak['bfloat16'] / 1e9:.2f} GFLOP/s.",
         f"Battles: {len(labels)} (rows 0, {args.stride}, ... of arena_dev.csv); mean tower length "
         f"{lengths[0]:.0f} tokens, so {lengths[1]:.0%} of the reference's 512-token towers is padding. "
         f"embedded:minilm-l6, max_length {MAX_LENGTH}; fast inference batch B = {args.batch_size} pairs; medians of "
-        f"{args.repeats} repeats. Run took {seconds:.0f} s.",
+        f"{args.repeats} passes, the paths taking turns in one process; the % of peak uses the faster matmul figure. Run took {seconds:.0f} s.",
         "",
         "| path | what it does | pairs/s | vs reference | log loss (diff vs ref) | max abs dP | peak RSS MB "
         "| GFLOP/s (% of fp32 matmul peak) |",
@@ -395,11 +498,10 @@ def render(args, results: dict, peak: dict, labels: list[int], lengths: tuple, s
             f"| {path} | {describe} | {r['pairs_per_s']:.2f} | {ratio} | {quality} | {dp} | {r['peak_rss_mb']:.0f} "
             f"| {r['flops_per_s'] / 1e9:.1f} ({r['flops_per_s'] / peak['float32']:.0%}) |"
         )
-    if "pipeline" in results:
+    if "pipeline" in results and "direct_sorted" in results:
+        ratio = results["pipeline"]["pairs_per_s"] / results["direct_sorted"]["pairs_per_s"]
         lines += ["", "Pipeline end to end (tokenization, collation and output dicts included) vs the model called "
-                  "directly on the same length-sorted batches, passes alternating in one process: "
-                  f"{results['pipeline']['vs_direct']:.2f}x the direct speed (median over {args.repeats} pairs of "
-                  "passes)."]
+                  f"directly on the same length-sorted batches (direct_sorted): {ratio:.2f}x its speed."]
     return "\n".join(lines) + "\n"
 
 
