@@ -5,7 +5,6 @@ Remote-code module: imports only torch, transformers and its sibling modules (co
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any

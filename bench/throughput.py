@@ -2,11 +2,11 @@
 
 One command, one run, side by side on the same real battles, the same weights and the same thread count:
 
-    python bench/throughput.py                     # ~10 minutes on 2 busy cores; writes bench/results/throughput.md
+    python bench/throughput.py                     # ~7 minutes on 2 cores; writes bench/results/throughput.{md,json}
     python bench/throughput.py --n_battles 8 --repeats 1 --train_pairs 4    # a smoke run (a minute or two)
 
-Speed is measured with all paths taking turns, pass by pass, in one process (processes run minutes apart drift
-by up to 30% on a shared machine); probabilities and peak RSS come from each path run once in its own subprocess, so
+Speed is measured with all paths taking turns, pass by pass, in one process (processes run minutes apart drift by
+more than the differences being measured on a shared machine); probabilities and peak RSS come from each path run once in its own subprocess, so
 that its peak RSS is its own. Inference paths report pairs/s (median of `--repeats` passes over the battles), the
 log loss of their probabilities and its difference from the reference's, and the achieved FLOP/s
 (counted from the shapes each forward pass really ran, padding included) as a fraction of what a large fp32
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import warnings
 import json
 import os
 import resource
@@ -31,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ INFERENCE_PATHS = {
     "direct_sorted": "model(): one call, length-sorted batches of B, fp32, inference_mode",
     "direct_int8": "as direct_sorted, encoder Linear layers dynamically quantized to int8",
     "direct_bf16": "as direct_sorted, bf16 autocast",
-    "direct_compile": "as direct_sorted, torch.compile(dynamic=True) (first pass, compiling, not timed)",
+    "direct_compile": "as direct_sorted, torch.compile(dynamic=True) (compiled in the untimed warm-up pass)",
     "pipeline": "pipeline('arena-preference') defaults, batch_size=B, from raw battles (tokenization included)",
 }
 TRAINING_PATHS = {
@@ -149,140 +149,10 @@ def token_budget_batches(features: dict, order: list[int], budget: int) -> list[
     return batches + [current] if current else batches
 
 
-def run_worker(path: str, model_dir: str, battles_file: str, repeats: int, train_pairs: int) -> dict:
-    import torch
-
-    torch.set_num_threads(THREADS)
-    from encoding_arena import ArenaCollator, encode_battles
-    from modeling_arena import ArenaModel
-    from pipeline_arena import ArenaPreferencePipeline
-    from seed_reference import SEED_BATCH_PAIRS, seed_batches, seed_logits
-    from transformers import AutoTokenizer
-
-    battles = json.loads(Path(battles_file).read_text())
-    model = ArenaModel.from_pretrained(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    enc_config = model.config.encoder_config
-    collate = ArenaCollator(pad_token_id=tokenizer.pad_token_id)
-    features = encode_battles(*([b[k] for b in battles] for k in ("prompt", "response_a", "response_b")),
-                              tokenizer, MAX_LENGTH)
-    rows = [{k: features[k][i] for k in features} for i in range(len(battles))]
-    result: dict = {"path": path, "pairs": len(battles)}
-
-    if path == "reference":
-        probs, rates, flops, seconds = [None] * len(battles), [], 0.0, 0.0
-        with torch.no_grad():
-            seed_logits(model, *next(seed_batches(features, MAX_LENGTH, tokenizer.pad_token_id))[:6])  # warm-up
-            for *tensors, idx in seed_batches(features, MAX_LENGTH, tokenizer.pad_token_id):
-                start = time.perf_counter()
-                p = seed_logits(model, *tensors).softmax(-1)
-                elapsed = time.perf_counter() - start
-                rates.append(len(idx) / elapsed)
-                seconds += elapsed
-                flops += 2 * encoder_flops(len(idx), MAX_LENGTH, enc_config)
-                for j, i in enumerate(idx):
-                    probs[i] = p[j].tolist()
-        result |= {"pairs_per_s": statistics.median(rates), "flops_per_s": flops / seconds, "probs": probs}
-
-    elif path.startswith("direct"):
-        order = length_order(features) if path != "direct_unsorted" else list(range(len(battles)))
-        batches = sorted_batches(features, order, BATCH)
-        collated = [(idx, collate([rows[i] for i in idx])) for idx in batches]  # "on the same batches"
-        context = torch.no_grad if path == "direct_no_grad" else torch.inference_mode
-        runner = model
-        if path == "direct_int8":
-            runner = quantized_copy(model)
-        elif path == "direct_compile":
-            runner = torch.compile(model, dynamic=True)
-            start = time.perf_counter()
-            with context():
-                for _, batch in collated:
-                    runner(**batch)
-            result["compile_s"] = time.perf_counter() - start
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=path == "direct_bf16")
-        probs, passes, flops = [None] * len(battles), [], 0.0
-        with context(), autocast:
-            runner(**collated[-1][1])  # warm-up on the shortest batch
-            for _ in range(repeats):
-                start = time.perf_counter()
-                for idx, batch in collated:
-                    p = runner(**batch).logits.float().softmax(-1)
-                    for j, i in enumerate(idx):
-                        probs[i] = p[j].tolist()
-                passes.append(time.perf_counter() - start)
-        for _, batch in collated:
-            flops += encoder_flops(2 * batch["input_ids_a"].shape[0], batch["input_ids_a"].shape[1], enc_config)
-        result |= {"pairs_per_s": len(battles) / statistics.median(passes),
-                   "flops_per_s": flops / statistics.median(passes), "probs": probs}
-
-    elif path.startswith("pipeline"):
-        judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer)
-        inputs = [{k: b[k] for k in ("prompt", "response_a", "response_b")} for b in battles]
-        judge([inputs[i] for i in length_order(features)[-BATCH:]], batch_size=BATCH)  # warm-up, as direct_*
-        passes = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            out = judge(inputs, batch_size=BATCH)
-            passes.append(time.perf_counter() - start)
-        probs = [[r[k] for k in ("winner_model_a", "winner_model_b", "winner_tie")] for r in out]
-        order = length_order(features)
-        flops = sum(encoder_flops(2 * len(idx), max(max(len(features["input_ids_a"][i]),
-                                                        len(features["input_ids_b"][i])) for i in idx), enc_config)
-                    for idx in sorted_batches(features, order, BATCH))
-        result |= {"pairs_per_s": len(battles) / statistics.median(passes),
-                   "flops_per_s": flops / statistics.median(passes), "probs": probs}
-
-    else:  # training
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        labels = torch.tensor([b["label"] for b in battles])
-        step_times, step_pairs, flops = [], [], 0.0
-
-        def step(loss):
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        if path == "train_reference":
-            batches = list(seed_batches(features, MAX_LENGTH, tokenizer.pad_token_id))[: -(-train_pairs // 2)]
-            for k, (*tensors, idx) in enumerate([batches[0]] + batches):  # first: warm-up, not timed
-                start = time.perf_counter()
-                step(torch.nn.functional.cross_entropy(seed_logits(model, *tensors), labels[idx]))
-                if k:
-                    step_times.append(time.perf_counter() - start)
-                    step_pairs.append(len(idx))
-                    flops += 3 * 2 * encoder_flops(len(idx), MAX_LENGTH, enc_config)
-            rate = statistics.median(p / t for p, t in zip(step_pairs, step_times))
-        else:
-            subset = {k: v[:train_pairs] for k, v in features.items()}
-            batches = token_budget_batches(subset, length_order(subset), SEED_BATCH_PAIRS * MAX_LENGTH)
-            collated = [(idx, collate([rows[i] for i in idx])) for idx in batches]
-            step(model(**collated[-1][1], labels=labels[collated[-1][0]]).loss)  # warm-up
-            passes = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                for idx, batch in collated:
-                    step(model(**batch, labels=labels[idx]).loss)
-                passes.append(time.perf_counter() - start)
-            rate = len(subset["input_ids_a"]) / statistics.median(passes)
-            flops = sum(3 * encoder_flops(2 * b["input_ids_a"].shape[0], b["input_ids_a"].shape[1], enc_config)
-                        for _, b in collated)
-            step_times = [statistics.median(passes)]
-            result["batches"] = [len(idx) for idx in batches]
-        result |= {"pairs_per_s": rate, "flops_per_s": flops / sum(step_times)}
-
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return result
-
-
-def interleaved_rates(paths: list[str], model_dir: str, battles_file: str, repeats: int, train_pairs: int) -> dict:
-    """pairs/s and FLOP/s of every path, measured in ONE process with the paths taking turns, pass by pass.
-
-    Separate processes measured minutes apart drifted by up to 30% on the shared machine (clock, other jobs);
-    taking turns exposes every path to the same drift, so the ratios hold. Each path: one warm-up pass, then the
-    median of `repeats` passes. A pass is the whole battle set for inference and `train_pairs` pairs of
-    forward + backward + AdamW step for training (each training path has its own copy of the model).
-    """
+def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pairs: int) -> dict:
+    """path -> (run, pairs, FLOPs): `run()` does one pass of that path and returns the probabilities of every battle
+    in input order (inference) or None (training: `train_pairs` pairs of forward + backward + AdamW step, on the
+    path's own copy of the model). FLOPs are counted from the shapes the pass really runs, padding included."""
     import torch
 
     torch.set_num_threads(THREADS)
@@ -303,17 +173,20 @@ def interleaved_rates(paths: list[str], model_dir: str, battles_file: str, repea
     labels = torch.tensor([b["label"] for b in battles])
     reference_batches = list(seed_batches(features, MAX_LENGTH, tokenizer.pad_token_id))
 
-    def shaped(batches):  # (index, collated batch) and the FLOPs of one pass over them, from the padded shapes
+    def shaped(batches):  # (index, collated batch) and the FLOPs of one forward pass over them
         collated = [(idx, collate([rows[i] for i in idx])) for idx in batches]
         return collated, sum(encoder_flops(2 * len(idx), b["input_ids_a"].shape[1], config) for idx, b in collated)
 
-    passes: dict = {}  # path -> (pass function, pairs per pass, FLOPs per pass)
+    passes: dict = {}
     for path in paths:
         if path == "reference":
             def run(batches=reference_batches):
+                probs = [None] * len(battles)
                 with torch.no_grad():
-                    for *tensors, _ in batches:
-                        seed_logits(model, *tensors).softmax(-1).tolist()
+                    for *tensors, idx in batches:
+                        for i, p in zip(idx, seed_logits(model, *tensors).softmax(-1).tolist()):
+                            probs[i] = p
+                return probs
             passes[path] = (run, len(battles), 2 * encoder_flops(len(battles), MAX_LENGTH, config))
         elif path.startswith("direct"):
             order = length_order(features) if path != "direct_unsorted" else list(range(len(battles)))
@@ -325,16 +198,23 @@ def interleaved_rates(paths: list[str], model_dir: str, battles_file: str, repea
             autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=path == "direct_bf16")
 
             def run(collated=collated, runner=runner, context=context, autocast=autocast):
+                probs = [None] * len(battles)
                 with context(), autocast:
-                    for _, batch in collated:
-                        runner(**batch).logits.float().softmax(-1).tolist()
+                    for idx, batch in collated:
+                        for i, p in zip(idx, runner(**batch).logits.float().softmax(-1).tolist()):
+                            probs[i] = p
+                return probs
             passes[path] = (run, len(battles), flops)
         elif path == "pipeline":
             judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer)
             inputs = [{k: b[k] for k in ("prompt", "response_a", "response_b")} for b in battles]
             _, flops = shaped(sorted_batches(features, length_order(features), BATCH))
-            passes[path] = (lambda judge=judge, inputs=inputs: judge(inputs, batch_size=BATCH), len(battles), flops)
-        else:  # training: its own model copy and optimizer
+
+            def run(judge=judge, inputs=inputs):
+                return [[r[k] for k in ("winner_model_a", "winner_model_b", "winner_tie")]
+                        for r in judge(inputs, batch_size=BATCH)]
+            passes[path] = (run, len(battles), flops)
+        else:  # training, on its own copy of the model
             trained = copy.deepcopy(model).train()
             optimizer = torch.optim.AdamW(trained.parameters(), lr=1e-5)
 
@@ -360,9 +240,19 @@ def interleaved_rates(paths: list[str], model_dir: str, battles_file: str, repea
                     for idx, batch in collated:
                         step(trained(**batch, labels=labels[idx]).loss)
                 passes[path] = (run, len(subset["input_ids_a"]), 3 * flops)
+    return passes
 
+
+def interleaved_rates(paths: list[str], model_dir: str, battles_file: str, repeats: int, train_pairs: int) -> dict:
+    """pairs/s and FLOP/s of every path, measured in ONE process with the paths taking turns, pass by pass.
+
+    In separate processes minutes apart the same path drifted by more than the differences being measured (clock,
+    other jobs); taking turns exposes every path to the same drift, so the ratios hold. Each path: one warm-up
+    pass (and compilation), then the median of `repeats` passes.
+    """
+    passes = build_passes(paths, model_dir, battles_file, train_pairs)
     times: dict[str, list[float]] = {path: [] for path in passes}
-    for round_ in range(repeats + 1):  # round 0 warms every path up (and compiles), untimed
+    for round_ in range(repeats + 1):  # round 0 warms every path up, untimed
         for path, (run, _, _) in passes.items():
             start = time.perf_counter()
             run()
@@ -371,6 +261,14 @@ def interleaved_rates(paths: list[str], model_dir: str, battles_file: str, repea
     return {path: {"pairs_per_s": pairs / statistics.median(times[path]),
                    "flops_per_s": flops / statistics.median(times[path]), "pass_s": times[path]}
             for path, (_, pairs, flops) in passes.items()}
+
+
+def probabilities_and_memory(path: str, model_dir: str, battles_file: str, train_pairs: int) -> dict:
+    """One pass of one path in this (fresh) process: its probabilities and its peak RSS."""
+    run, _, _ = build_passes([path], model_dir, battles_file, train_pairs)[path]
+    probs = run()
+    result = {"probs": probs} if probs is not None else {}
+    return result | {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 # ----------------------------------------------------------------------------------------------- parent (driver)
@@ -400,7 +298,7 @@ def main() -> None:
                                            args.train_pairs)))
         return
     if args.worker:
-        print(json.dumps(run_worker(args.worker, args.model_dir, args.battles_file, args.repeats, args.train_pairs)))
+        print(json.dumps(probabilities_and_memory(args.worker, args.model_dir, args.battles_file, args.train_pairs)))
         return
 
     import torch
@@ -430,7 +328,7 @@ def main() -> None:
         rates = worker("interleaved", "--repeats", str(args.repeats), "--paths", *args.paths)
         results = {}
         for path in args.paths:
-            results[path] = worker(path, "--repeats", "1") | rates[path]
+            results[path] = worker(path) | rates[path]
             print(f"{path}: {results[path]['pairs_per_s']:.3f} pairs/s, peak RSS {results[path]['peak_rss_mb']:.0f} MB",
                   flush=True)
         peak["float32_before"], peak["float32_after"] = peak["float32"], matmul_peak("float32")
@@ -492,8 +390,6 @@ def render(args, results: dict, peak: dict, labels: list[int], lengths: tuple, s
         else:
             quality, dp = "-", "-"
         describe = (TRAINING_PATHS if training else INFERENCE_PATHS)[path]
-        if "compile_s" in r:
-            describe += f"; compiling took {r['compile_s']:.0f} s"
         lines.append(
             f"| {path} | {describe} | {r['pairs_per_s']:.2f} | {ratio} | {quality} | {dp} | {r['peak_rss_mb']:.0f} "
             f"| {r['flops_per_s'] / 1e9:.1f} ({r['flops_per_s'] / peak['float32']:.0%}) |"

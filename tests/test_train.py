@@ -5,7 +5,6 @@ user errors, config files and the seed defaults."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
