@@ -48,7 +48,8 @@ RECIPES = {
     "classify, no style features": ("classify", False, True, True),
     "rank (Davidson), no style features": ("rank", False, True, False),
 }
-CALIBRATED = "classify + style, no swap aug"  # the recipe that also gets a fitted temperature
+CALIBRATED = "classify + style, no swap aug"  # the recipe that also gets a fitted temperature and input variants
+INPUT_VARIANTS = [(128, "latest_turns"), (512, "latest_turns"), (256, "head")]  # (max_length, truncation)
 
 
 def grouped_folds(groups: list[str], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -79,15 +80,15 @@ def embed(encoded, tokenizer, batch_size: int = 16) -> tuple[np.ndarray, np.ndar
     return pooled_a, pooled_b
 
 
-def cached_embeddings(args, encoded, tokenizer) -> tuple[np.ndarray, np.ndarray]:
-    """`embed`, cached on disk by the data file's content, max_length and truncation (the encoder pass is most of
-    the study's time; the heads are refitted on every run)."""
+def cached_embeddings(args, data, tokenizer, max_length: int, truncation: str) -> tuple[np.ndarray, np.ndarray]:
+    """`embed` of the battles encoded at `max_length` / `truncation`, cached on disk by the data file's content,
+    the row count and those two (the encoder pass is most of the study's time; the heads are refitted every run)."""
     key = hashlib.sha256(Path(args.data).read_bytes()).hexdigest()[:16]
-    path = Path(args.cache_dir) / f"minilm-l6_{key}_{len(encoded)}_{args.max_length}_{args.truncation}.npz"
+    path = Path(args.cache_dir) / f"minilm-l6_{key}_{len(data)}_{max_length}_{truncation}.npz"
     if path.exists():
         cached = np.load(path)
         return cached["pooled_a"], cached["pooled_b"]
-    pooled_a, pooled_b = embed(encoded, tokenizer)
+    pooled_a, pooled_b = embed(tokenize_arena(data, tokenizer, max_length, truncation), tokenizer)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
     np.savez(partial, pooled_a=pooled_a, pooled_b=pooled_b)
@@ -176,11 +177,16 @@ def main(argv: list[str] | None = None) -> None:
     encoded = tokenize_arena(data, tokenizer, args.max_length, args.truncation)
     style_a, style_b = np.asarray(encoded["style_a"], np.float32), np.asarray(encoded["style_b"], np.float32)
     t0 = time.time()
-    pooled_a, pooled_b = cached_embeddings(args, encoded, tokenizer)
+    pooled_a, pooled_b = cached_embeddings(args, data, tokenizer, args.max_length, args.truncation)
+    # Input variants of the best recipe: other max_length / truncation (their own encoder pass; same style features,
+    # which are computed from the whole text).
+    inputs = {f"{CALIBRATED}, max_length {length} {truncation}": cached_embeddings(args, data, tokenizer, length,
+                                                                                  truncation)
+              for length, truncation in INPUT_VARIANTS if (length, truncation) != (args.max_length, args.truncation)}
     embed_seconds = time.time() - t0
     encoder_config = load_model("embedded:minilm-l6")[0].config.encoder_config
 
-    names = ["class prior", "length logistic regression", *RECIPES, CALIBRATED + " + temperature"]
+    names = ["class prior", "length logistic regression", *RECIPES, CALIBRATED + " + temperature", *inputs]
     temperatures: list[float] = []
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for fold, (train, test) in enumerate(grouped_folds(groups, args.folds, args.seed)):
@@ -210,6 +216,13 @@ def main(argv: list[str] | None = None) -> None:
                                                                           "style_b")))[0]
         models[CALIBRATED].config.temperature = fit_temperature(val_logits, torch.from_numpy(y[inner_val]))
         temperatures.append(models[CALIBRATED].config.temperature)
+        for name, (var_a, var_b) in inputs.items():
+            var = {split: {"pooled_a": torch.from_numpy(var_a[idx]), "pooled_b": torch.from_numpy(var_b[idx]),
+                           "style_a": torch.from_numpy(style_a[idx]), "style_b": torch.from_numpy(style_b[idx])}
+                   for split, idx in (("train", train), ("test", test))}
+            model = fit_head(var["train"], torch.from_numpy(y[train]), encoder_config, head, style, swap_augment,
+                             seed=args.seed + fold)
+            results[name].append(score(metric, head_probs(model, var["test"], swap_tta), y[test]))
         results[CALIBRATED + " + temperature"].append(
             score(metric, head_probs(models[CALIBRATED], feats["test"], swap_tta), y[test]))
         print(f"fold {fold}: " + ", ".join(f"{n}: {results[n][-1]['log_loss']:.4f}" for n in names), flush=True)
