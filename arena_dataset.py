@@ -23,6 +23,7 @@ which is why the builder is used as a module here and `export_arena` writes plai
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -43,9 +44,11 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from configuration_arena import LABELS
+import encoding_arena
 from encoding_arena import STYLE_FEATURES, as_turns, encode_battles
 
 logger = logging.getLogger(__name__)
+_ENCODER_SOURCE_HASH = hashlib.sha256(Path(encoding_arena.__file__).read_bytes()).hexdigest()[:16]
 
 TURNS = datasets.List(datasets.Value("string"))
 BATTLE_FEATURES = datasets.Features(
@@ -619,12 +622,15 @@ def tokenize_arena(
     for large sets on machines with spare cores. All other columns, `label` included, are kept.
     """
 
-    def encode(batch: dict[str, list]) -> dict[str, list]:
+    def encode(batch: dict[str, list], encoder_source: str) -> dict[str, list]:
         return encode_battles(batch["prompt"], batch["response_a"], batch["response_b"], tokenizer, max_length,
                               truncation)
 
     features = datasets.Features({**dataset.features, **TOWER_FEATURES})
+    # datasets fingerprints `encode` by reference to encode_battles, not by its code: the source hash in the
+    # fn_kwargs makes a changed encoding_arena.py miss the cache instead of reusing stale tower inputs.
     return dataset.map(encode, batched=True, num_proc=num_proc, features=features,
+                       fn_kwargs={"encoder_source": _ENCODER_SOURCE_HASH},
                        desc=f"Encoding battles (max_length={max_length}, {truncation})")
 
 

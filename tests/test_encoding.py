@@ -4,6 +4,7 @@ pipeline, dynamic padding."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -167,3 +168,16 @@ def test_collator_pads_to_the_longest_in_the_batch_not_max_length(tiny_tokenizer
     assert batch["style_a"].shape == (len(rows), len(rows[0]["style_a"]))
     padded = ArenaCollator(tiny_tokenizer.pad_token_id, pad_to_multiple_of=8)(rows)
     assert padded["input_ids_a"].shape[1] == -(-longest // 8) * 8
+
+
+def test_style_features_count_markdown_and_paragraphs():
+    from encoding_arena import STYLE_FEATURES, style_features
+
+    text = "# Title\n\nSome **bold** text.\n \n- one\n- two\n\n```\ncode\n```"
+    features = dict(zip(STYLE_FEATURES, style_features([text, ""])))
+    counts = {name: round(math.expm1(value)) for name, value in features.items() if name.startswith("log_")}
+    assert counts["log_chars"] == len(text) + 1  # turns are joined by a newline
+    assert counts["log_paragraphs"] == 3  # "\n\n", "\n \n" and "\n\n" again; a single newline is no paragraph
+    assert (counts["log_headers"], counts["log_list_items"], counts["log_bold"], counts["log_code_blocks"]) == (1, 2, 1, 1)
+    assert features["is_empty"] == 0.0
+    assert style_features(["", "  "])[-1] == 1.0

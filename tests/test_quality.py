@@ -10,13 +10,15 @@ from conftest import ROOT, SHARED_DATA
 
 sys.path.insert(0, str(ROOT / "bench"))
 import quality  # noqa: E402
+from encoding_arena import STYLE_FEATURES  # noqa: E402
 
 
 @pytest.fixture()
 def slice_features():
     rng = np.random.default_rng(0)
     n, hidden = 60, 32
-    style_a, style_b = rng.normal(size=(n, 8)).astype(np.float32), rng.normal(size=(n, 8)).astype(np.float32)
+    width = len(STYLE_FEATURES)
+    style_a, style_b = (rng.normal(size=(n, width)).astype(np.float32) for _ in range(2))
     # the label follows the length gap, so a working baseline must beat the prior
     gap = style_a[:, 0] - style_b[:, 0]
     y = np.where(gap > 0.5, 0, np.where(gap < -0.5, 1, 2))
