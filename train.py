@@ -599,6 +599,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Any
     logger.info("model %s: head=%s, max_length=%d, %s parameters (%s trainable)", model_args.model_name_or_path,
                 model.config.head, model.config.max_length, f"{model.num_parameters():,}",
                 f"{model.num_parameters(only_trainable=True):,}")
+    untrained = model_args.model_name_or_path.startswith("embedded:") or not _is_trained(model)
+    if untrained and not training_args.do_train and (training_args.do_eval or training_args.do_predict):
+        logger.warning("%s is an encoder, not a trained arena model: its head is freshly initialised, so these "
+                       "evaluations and predictions are those of an untrained model (add --do_train, or point "
+                       "--model_name_or_path at a trained output folder)", model_args.model_name_or_path)
     if training_args.eval_strategy != "no" and "validation" not in tokenized:
         training_args.eval_strategy = "no"  # nothing to evaluate on during training
 

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -194,6 +195,15 @@ def test_predictions_csv_is_in_kaggle_format(trained, data, tmp_path):
             assert [float(x) for x in a[1:]] == pytest.approx([float(x) for x in b[1:]], abs=2e-3)
 
 
+def test_predicting_with_an_untrained_encoder_warns(trained, data, tmp_path, capsys):
+    _, result = trained
+    predict = ["--do_predict", "--test_file", str(data["test"]), "--disable_tqdm", "true"]
+    train.main([*TINY, *predict, "--output_dir", str(tmp_path / "fresh")])  # logs to stderr (basicConfig)
+    assert "untrained model" in capsys.readouterr().err
+    train.main(["--model_name_or_path", str(result["output_dir"]), *predict, "--output_dir", str(tmp_path / "t")])
+    assert "untrained model" not in capsys.readouterr().err
+
+
 def test_resume_latest_continues_at_the_right_step(data, tmp_path, capsys):
     args = [*TINY, "--train_file", str(data["train"]), "--do_train", "--max_steps", "4", "--save_steps", "2",
             "--eval_strategy", "no", "--save_total_limit", "3"]
@@ -232,17 +242,24 @@ with open(os.path.join({out!r}, "rank%d.json" % report["rank"]), "w") as f:
 """
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
 def test_two_processes_end_with_identical_weights_and_an_honest_loss(launcher, data, tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE.format(root=str(ROOT), out=str(tmp_path)))
     out = tmp_path / "out"
     bin_dir = Path(sys.executable).parent
+    port = str(free_port())  # a fixed port fails when another run (or a CI neighbour) holds it
     if launcher == "torchrun":
-        command = [str(bin_dir / "torchrun"), "--nproc_per_node", "2", "--master_port", "29731"]
+        command = [str(bin_dir / "torchrun"), "--nproc_per_node", "2", "--master_port", port]
     else:
         command = [str(bin_dir / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-                   "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29733"]
+                   "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port]
     args = [*TINY, "--train_file", str(data["train"]), "--validation_file", str(data["validation"]),
             "--output_dir", str(out), "--max_steps", "2", "--save_strategy", "no", "--do_train", "--do_eval"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
