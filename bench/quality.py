@@ -8,7 +8,7 @@ rows, so a row-level split leaks) it scores
 - a logistic regression on response-length features (the known strong trivial baseline),
 - head recipes on the frozen `embedded:minilm-l6` encoder (the ArenaModel head trained on cached pooled towers,
   which is what a CPU can afford for K folds x variants): classify vs rank head, style features, swap augmentation,
-  swap test-time averaging.
+  swap test-time averaging, the newest style feature ablated, a fitted temperature, other max_length / truncation.
 Full fine-tuning of the encoder per fold (train.py's default recipe) is out of reach on a 2-core CPU (about
 10 minutes per fold-epoch at max_length 256); run it on a GPU with train.py and `--validation_file` per fold.
 """
@@ -49,6 +49,7 @@ RECIPES = {
     "rank (Davidson), no style features": ("rank", False, True, False),
 }
 CALIBRATED = "classify + style, no swap aug"  # the recipe that also gets a fitted temperature and input variants
+WITHOUT_PARAGRAPHS = CALIBRATED + ", without log_paragraphs"  # the last style feature added, ablated
 INPUT_VARIANTS = [(128, "latest_turns"), (512, "latest_turns"), (256, "head")]  # (max_length, truncation)
 
 
@@ -86,6 +87,7 @@ def cached_embeddings(args, data, tokenizer, max_length: int, truncation: str) -
     key = hashlib.sha256(Path(args.data).read_bytes()).hexdigest()[:16]
     path = Path(args.cache_dir) / f"minilm-l6_{key}_{len(data)}_{max_length}_{truncation}.npz"
     if path.exists():
+        args.cache_hits.append(path.name)
         cached = np.load(path)
         return cached["pooled_a"], cached["pooled_b"]
     pooled_a, pooled_b = embed(tokenize_arena(data, tokenizer, max_length, truncation), tokenizer)
@@ -162,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache_dir", default=str(Path.home() / ".cache" / "arena-preference" / "quality"),
                         help="pooled towers of the frozen encoder, reused by later runs on the same data")
     args = parser.parse_args(argv)
+    args.cache_hits = []
 
     import evaluate
 
@@ -186,7 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     embed_seconds = time.time() - t0
     encoder_config = load_model("embedded:minilm-l6")[0].config.encoder_config
 
-    names = ["class prior", "length logistic regression", *RECIPES, CALIBRATED + " + temperature", *inputs]
+    names = ["class prior", "length logistic regression", *RECIPES, WITHOUT_PARAGRAPHS, CALIBRATED + " + temperature",
+             *inputs]
+    # Zeroing a column removes the feature from a linear head: its weight gets no gradient but the L2 penalty's.
+    ablated_a, ablated_b = style_a.copy(), style_b.copy()
+    ablated_a[:, STYLE_FEATURES.index("log_paragraphs")] = ablated_b[:, STYLE_FEATURES.index("log_paragraphs")] = 0
     temperatures: list[float] = []
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for fold, (train, test) in enumerate(grouped_folds(groups, args.folds, args.seed)):
@@ -202,13 +209,19 @@ def main(argv: list[str] | None = None) -> None:
             models[name] = fit_head(feats["train"], torch.from_numpy(y[train]), encoder_config, head, style,
                                     swap_augment, seed=args.seed + fold)
             results[name].append(score(metric, head_probs(models[name], feats["test"], swap_tta), y[test]))
+        head, style, swap_augment, swap_tta = RECIPES[CALIBRATED]
+        ablated = {split: {**feats[split], "style_a": torch.from_numpy(ablated_a[idx]),
+                           "style_b": torch.from_numpy(ablated_b[idx])}
+                   for split, idx in (("train", train), ("test", test))}
+        model = fit_head(ablated["train"], torch.from_numpy(y[train]), encoder_config, head, style, swap_augment,
+                         seed=args.seed + fold)
+        results[WITHOUT_PARAGRAPHS].append(score(metric, head_probs(model, ablated["test"], swap_tta), y[test]))
         # Calibration: T fitted on an inner grouped 20% of the training folds (head refitted on the other 80%),
         # then applied to the head fitted on all training folds. The test fold is never seen.
         inner_train, inner_val = (train[i] for i in grouped_folds([groups[j] for j in train], 5, args.seed)[0])
         inner = {split: {k: torch.from_numpy(v[idx]) for k, v in
                          (("pooled_a", pooled_a), ("pooled_b", pooled_b), ("style_a", style_a), ("style_b", style_b))}
                  for split, idx in (("train", inner_train), ("val", inner_val))}
-        head, style, swap_augment, swap_tta = RECIPES[CALIBRATED]
         inner_model = fit_head(inner["train"], torch.from_numpy(y[inner_train]), encoder_config, head, style,
                                swap_augment, seed=args.seed + fold)
         with torch.no_grad():
@@ -243,7 +256,8 @@ def write_report(results, args, rows: int, wall: float, embed_seconds: float, ou
         f"Grouped {args.folds}-fold CV by prompt on {rows} real votes ({Path(args.data).name}), seed {args.seed}; "
         f"frozen embedded:minilm-l6 towers at max_length {args.max_length} ({args.truncation}).",
         f"Command: `python bench/quality.py --folds {args.folds} --seed {args.seed} --max_length {args.max_length}`; "
-        f"wall time {wall / 60:.1f} min on this machine (encoder pass {embed_seconds / 60:.1f} min).",
+        f"wall time {wall / 60:.1f} min on this machine (encoder passes {embed_seconds / 60:.1f} min"
+        f"{f'; {len(args.cache_hits)} of them read from the cache' if args.cache_hits else ''}).",
         "",
         "| recipe | log loss (mean ± std) | accuracy | tie F1 | log loss per fold |",
         "| --- | --- | --- | --- | --- |",
