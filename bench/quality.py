@@ -81,7 +81,8 @@ def embed(encoded, tokenizer, batch_size: int = 16) -> tuple[np.ndarray, np.ndar
     return pooled_a, pooled_b
 
 
-def cached_embeddings(args, data, tokenizer, max_length: int, truncation: str) -> tuple[np.ndarray, np.ndarray]:
+def cached_embeddings(args, data, tokenizer, max_length: int, truncation: str,
+                      encoded=None) -> tuple[np.ndarray, np.ndarray]:
     """`embed` of the battles encoded at `max_length` / `truncation`, cached on disk by the data file's content,
     the row count and those two (the encoder pass is most of the study's time; the heads are refitted every run)."""
     key = hashlib.sha256(Path(args.data).read_bytes()).hexdigest()[:16]
@@ -90,12 +91,21 @@ def cached_embeddings(args, data, tokenizer, max_length: int, truncation: str) -
         args.cache_hits.append(path.name)
         cached = np.load(path)
         return cached["pooled_a"], cached["pooled_b"]
-    pooled_a, pooled_b = embed(tokenize_arena(data, tokenizer, max_length, truncation), tokenizer)
+    if encoded is None:
+        encoded = tokenize_arena(data, tokenizer, max_length, truncation)
+    pooled_a, pooled_b = embed(encoded, tokenizer)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
     np.savez(partial, pooled_a=pooled_a, pooled_b=pooled_b)
     partial.replace(path)  # atomic: an interrupted run never leaves a cache file that looks complete
     return pooled_a, pooled_b
+
+
+def split_features(pooled_a, pooled_b, style_a, style_b, **splits: np.ndarray) -> dict[str, dict[str, torch.Tensor]]:
+    """{split: the head's inputs for the rows `idx`} for each `split=idx` given."""
+    return {split: {"pooled_a": torch.from_numpy(pooled_a[idx]), "pooled_b": torch.from_numpy(pooled_b[idx]),
+                    "style_a": torch.from_numpy(style_a[idx]), "style_b": torch.from_numpy(style_b[idx])}
+            for split, idx in splits.items()}
 
 
 def fit_head(features: dict[str, torch.Tensor], labels: torch.Tensor, encoder_config, head: str, style: bool,
@@ -180,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     encoded = tokenize_arena(data, tokenizer, args.max_length, args.truncation)
     style_a, style_b = np.asarray(encoded["style_a"], np.float32), np.asarray(encoded["style_b"], np.float32)
     t0 = time.time()
-    pooled_a, pooled_b = cached_embeddings(args, data, tokenizer, args.max_length, args.truncation)
+    pooled_a, pooled_b = cached_embeddings(args, data, tokenizer, args.max_length, args.truncation, encoded)
     # Input variants of the best recipe: other max_length / truncation (their own encoder pass; same style features,
     # which are computed from the whole text).
     inputs = {f"{CALIBRATED}, max_length {length} {truncation}": cached_embeddings(args, data, tokenizer, length,
@@ -201,27 +211,21 @@ def main(argv: list[str] | None = None) -> None:
         results["class prior"].append(score(metric, np.tile(prior, (len(test), 1)), y[test]))
         results["length logistic regression"].append(
             score(metric, length_baseline(style_a, style_b, train, test, y), y[test]))
-        feats = {split: {"pooled_a": torch.from_numpy(pooled_a[idx]), "pooled_b": torch.from_numpy(pooled_b[idx]),
-                         "style_a": torch.from_numpy(style_a[idx]), "style_b": torch.from_numpy(style_b[idx])}
-                 for split, idx in (("train", train), ("test", test))}
+        feats = split_features(pooled_a, pooled_b, style_a, style_b, train=train, test=test)
         models = {}
         for name, (head, style, swap_augment, swap_tta) in RECIPES.items():
             models[name] = fit_head(feats["train"], torch.from_numpy(y[train]), encoder_config, head, style,
                                     swap_augment, seed=args.seed + fold)
             results[name].append(score(metric, head_probs(models[name], feats["test"], swap_tta), y[test]))
         head, style, swap_augment, swap_tta = RECIPES[CALIBRATED]
-        ablated = {split: {**feats[split], "style_a": torch.from_numpy(ablated_a[idx]),
-                           "style_b": torch.from_numpy(ablated_b[idx])}
-                   for split, idx in (("train", train), ("test", test))}
+        ablated = split_features(pooled_a, pooled_b, ablated_a, ablated_b, train=train, test=test)
         model = fit_head(ablated["train"], torch.from_numpy(y[train]), encoder_config, head, style, swap_augment,
                          seed=args.seed + fold)
         results[WITHOUT_PARAGRAPHS].append(score(metric, head_probs(model, ablated["test"], swap_tta), y[test]))
         # Calibration: T fitted on an inner grouped 20% of the training folds (head refitted on the other 80%),
         # then applied to the head fitted on all training folds. The test fold is never seen.
         inner_train, inner_val = (train[i] for i in grouped_folds([groups[j] for j in train], 5, args.seed)[0])
-        inner = {split: {k: torch.from_numpy(v[idx]) for k, v in
-                         (("pooled_a", pooled_a), ("pooled_b", pooled_b), ("style_a", style_a), ("style_b", style_b))}
-                 for split, idx in (("train", inner_train), ("val", inner_val))}
+        inner = split_features(pooled_a, pooled_b, style_a, style_b, train=inner_train, val=inner_val)
         inner_model = fit_head(inner["train"], torch.from_numpy(y[inner_train]), encoder_config, head, style,
                                swap_augment, seed=args.seed + fold)
         with torch.no_grad():
@@ -230,9 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         models[CALIBRATED].config.temperature = fit_temperature(val_logits, torch.from_numpy(y[inner_val]))
         temperatures.append(models[CALIBRATED].config.temperature)
         for name, (var_a, var_b) in inputs.items():
-            var = {split: {"pooled_a": torch.from_numpy(var_a[idx]), "pooled_b": torch.from_numpy(var_b[idx]),
-                           "style_a": torch.from_numpy(style_a[idx]), "style_b": torch.from_numpy(style_b[idx])}
-                   for split, idx in (("train", train), ("test", test))}
+            var = split_features(var_a, var_b, style_a, style_b, train=train, test=test)
             model = fit_head(var["train"], torch.from_numpy(y[train]), encoder_config, head, style, swap_augment,
                              seed=args.seed + fold)
             results[name].append(score(metric, head_probs(model, var["test"], swap_tta), y[test]))
