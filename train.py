@@ -261,7 +261,7 @@ def load_model_and_tokenizer(model_args: ModelArguments) -> tuple[Any, Any]:
     except OSError as err:  # transformers' "not a local folder and not a valid model identifier" and kin
         raise UserError(f"--model_name_or_path {model_args.model_name_or_path}: {err}") from err
     limit = position_limit(model.config.encoder_config)
-    trained = not model_args.model_name_or_path.startswith("embedded:") and _is_trained(model)
+    trained = _is_trained(model_args.model_name_or_path, model)
     if model_args.max_length is not None:
         if limit is not None and model_args.max_length > limit:
             raise UserError(f"--max_length {model_args.max_length}: this {model.config.encoder_config.model_type} "
@@ -284,9 +284,10 @@ def position_limit(encoder_config: Any) -> int | None:
     return None
 
 
-def _is_trained(model: Any) -> bool:
+def _is_trained(model_name_or_path: str, model: Any) -> bool:
+    """Whether the model is a saved arena model (not an encoder with a fresh head)."""
     # load_model returns a saved ArenaModel through from_pretrained, which records where it came from.
-    return bool(getattr(model.config, "_name_or_path", ""))
+    return not model_name_or_path.startswith("embedded:") and bool(getattr(model.config, "_name_or_path", ""))
 
 
 # -------------------------------------------------------------------------------------------------------- data
@@ -599,8 +600,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Any
     logger.info("model %s: head=%s, max_length=%d, %s parameters (%s trainable)", model_args.model_name_or_path,
                 model.config.head, model.config.max_length, f"{model.num_parameters():,}",
                 f"{model.num_parameters(only_trainable=True):,}")
-    untrained = model_args.model_name_or_path.startswith("embedded:") or not _is_trained(model)
-    if untrained and not training_args.do_train and (training_args.do_eval or training_args.do_predict):
+    scores_only = not training_args.do_train and (training_args.do_eval or training_args.do_predict)
+    if scores_only and not _is_trained(model_args.model_name_or_path, model):
         logger.warning("%s is an encoder, not a trained arena model: its head is freshly initialised, so these "
                        "evaluations and predictions are those of an untrained model (add --do_train, or point "
                        "--model_name_or_path at a trained output folder)", model_args.model_name_or_path)

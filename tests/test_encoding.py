@@ -178,6 +178,7 @@ def test_style_features_count_markdown_and_paragraphs():
     counts = {name: round(math.expm1(value)) for name, value in features.items() if name.startswith("log_")}
     assert counts["log_chars"] == len(text) + 1  # turns are joined by a newline
     assert counts["log_paragraphs"] == 3  # "\n\n", "\n \n" and "\n\n" again; a single newline is no paragraph
-    assert (counts["log_headers"], counts["log_list_items"], counts["log_bold"], counts["log_code_blocks"]) == (1, 2, 1, 1)
+    markdown = ("log_headers", "log_list_items", "log_bold", "log_code_blocks")
+    assert [counts[name] for name in markdown] == [1, 2, 1, 1]
     assert features["is_empty"] == 0.0
     assert style_features(["", "  "])[-1] == 1.0
