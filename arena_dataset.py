@@ -634,13 +634,14 @@ def tokenize_arena(
                        desc=f"Encoding battles (max_length={max_length}, {truncation})")
 
 
-_SWAPPED = {"response_a": "response_b", "model_a": "model_b", "input_ids_a": "input_ids_b", "style_a": "style_b"}
+_SWAPPED = {"response_a": "response_b", "model_a": "model_b", "input_ids_a": "input_ids_b", "style_a": "style_b",
+            "pooled_a": "pooled_b"}
 
 
 def swap_battles(dataset: datasets.Dataset) -> datasets.Dataset:
-    """The same battles with A and B exchanged (responses, model names, tower inputs, style) and the label
-    mirrored (winner_model_a <-> winner_model_b, tie stays). Ids are kept: concatenate with the original for
-    augmentation, or average predictions on both for test-time swapping."""
+    """The same battles with A and B exchanged (responses, model names, tower inputs or pooled towers, style) and
+    the label mirrored (winner_model_a <-> winner_model_b, tie stays). Ids are kept: concatenate with the
+    original for augmentation, or average predictions on both for test-time swapping."""
     pairs = {a: b for a, b in _SWAPPED.items() if a in dataset.column_names}
 
     def swap(batch: dict[str, list]) -> dict[str, list]:

@@ -221,28 +221,34 @@ def encode_battle(battle: Mapping[str, Any], tokenizer: Any, max_length: int, tr
 class ArenaCollator:
     """Pads both towers of a batch to the longest tower in it (not to max_length) and stacks the rest.
 
-    Features: `input_ids_a`, `input_ids_b` (lists of ids), optional `style_a`, `style_b` (lists of floats) and
-    `labels` (an int class id, or 3 floats for soft labels). Returns `input_ids_a/b`, `attention_mask_a/b`
-    (B x L), `style_a/b` (B x F) and `labels` (B,) or (B x 3).
+    Features: `input_ids_a`, `input_ids_b` (lists of ids) or, for a head trained on a frozen encoder,
+    `pooled_a`, `pooled_b` (lists of floats); optional `style_a`, `style_b` (lists of floats) and `labels` (an int
+    class id, or 3 floats for soft labels). Returns `input_ids_a/b`, `attention_mask_a/b` (B x L) or `pooled_a/b`
+    (B x H), `style_a/b` (B x F) and `labels` (B,) or (B x 3).
     """
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        length = max(max(len(f["input_ids_a"]), len(f["input_ids_b"])) for f in features)
+        pooled = "pooled_a" in features[0]
+        length = 0 if pooled else max(max(len(f["input_ids_a"]), len(f["input_ids_b"])) for f in features)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
         batch: dict[str, torch.Tensor] = {}
         for side in ("a", "b"):
-            ids = torch.full((len(features), length), self.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(features), length), dtype=torch.long)
-            for row, f in enumerate(features):
-                seq = f[f"input_ids_{side}"]
-                ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-                mask[row, : len(seq)] = 1
-            batch[f"input_ids_{side}"] = ids
-            batch[f"attention_mask_{side}"] = mask
+            if pooled:
+                batch[f"pooled_{side}"] = torch.stack(
+                    [torch.as_tensor(f[f"pooled_{side}"], dtype=torch.float32) for f in features])
+            else:
+                ids = torch.full((len(features), length), self.pad_token_id, dtype=torch.long)
+                mask = torch.zeros((len(features), length), dtype=torch.long)
+                for row, f in enumerate(features):
+                    seq = f[f"input_ids_{side}"]
+                    ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+                    mask[row, : len(seq)] = 1
+                batch[f"input_ids_{side}"] = ids
+                batch[f"attention_mask_{side}"] = mask
             if features[0].get(f"style_{side}") is not None:
                 batch[f"style_{side}"] = torch.tensor([f[f"style_{side}"] for f in features], dtype=torch.float32)
         labels = [f.get("labels", f.get("label")) for f in features]

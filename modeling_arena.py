@@ -173,13 +173,15 @@ class ArenaModel(ArenaPreTrainedModel):
 
     def forward(
         self,
-        input_ids_a: torch.Tensor,
-        attention_mask_a: torch.Tensor,
-        input_ids_b: torch.Tensor,
-        attention_mask_b: torch.Tensor,
+        input_ids_a: torch.Tensor | None = None,
+        attention_mask_a: torch.Tensor | None = None,
+        input_ids_b: torch.Tensor | None = None,
+        attention_mask_b: torch.Tensor | None = None,
         style_a: torch.Tensor | None = None,
         style_b: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        pooled_a: torch.Tensor | None = None,
+        pooled_b: torch.Tensor | None = None,
         return_dict: bool | None = None,
     ) -> ArenaOutput | tuple:
         r"""
@@ -191,7 +193,30 @@ class ArenaModel(ArenaPreTrainedModel):
                 style features of each side; required when `config.style_features`.
             labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` `(batch_size, 3)`,
                 *optional*): class ids (0 = winner_model_a, 1 = winner_model_b, 2 = winner_tie) or soft labels.
+            pooled_a, pooled_b (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, *optional*): the towers'
+                pooled embeddings (`encode()`), computed beforehand, instead of the token ids: how a head is trained
+                on a frozen encoder (`pooled_towers.embed_towers`) without running the encoder every epoch.
         """
+        if pooled_a is not None or pooled_b is not None:
+            if pooled_a is None or pooled_b is None or input_ids_a is not None or input_ids_b is not None:
+                raise ValueError("give either pooled_a and pooled_b, or the token ids of both towers")
+            logits, rewards = self.compare(self.dropout(pooled_a), self.dropout(pooled_b), style_a, style_b)
+            return self._output(logits, rewards, labels, return_dict)
+        if input_ids_a is None or input_ids_b is None or attention_mask_a is None or attention_mask_b is None:
+            raise ValueError("input_ids_a, attention_mask_a, input_ids_b and attention_mask_b are required "
+                             "(or pooled_a and pooled_b)")
+        pooled_a, pooled_b = self.encode_towers(input_ids_a, attention_mask_a, input_ids_b, attention_mask_b)
+        logits, rewards = self.compare(self.dropout(pooled_a), self.dropout(pooled_b), style_a, style_b)
+        return self._output(logits, rewards, labels, return_dict)
+
+    def encode_towers(
+        self,
+        input_ids_a: torch.Tensor,
+        attention_mask_a: torch.Tensor,
+        input_ids_b: torch.Tensor,
+        attention_mask_b: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, L_a)` and `(B, L_b)` towers -> `(B, H)` pooled A, `(B, H)` pooled B, in one encoder call."""
         batch = input_ids_a.shape[0]
         length = max(input_ids_a.shape[1], input_ids_b.shape[1])
         pad_id = self.config.encoder_config.pad_token_id or 0
@@ -203,12 +228,12 @@ class ArenaModel(ArenaPreTrainedModel):
             [F.pad(attention_mask_a, (0, length - attention_mask_a.shape[1])),
              F.pad(attention_mask_b, (0, length - attention_mask_b.shape[1]))]
         )
-        pooled = self.dropout(self.encode(ids, mask))  # (2B, H): both towers in one encoder call
-        logits, rewards = self.compare(pooled[:batch], pooled[batch:], style_a, style_b)
+        pooled = self.encode(ids, mask)  # (2B, H)
+        return pooled[:batch], pooled[batch:]
 
-        loss = None
-        if labels is not None:
-            loss = self.loss(logits, labels, rewards)
+    def _output(self, logits: torch.Tensor, rewards: torch.Tensor | None, labels: torch.Tensor | None,
+                return_dict: bool | None) -> ArenaOutput | tuple:
+        loss = None if labels is None else self.loss(logits, labels, rewards)
         if return_dict is False:
             return tuple(v for v in (loss, logits, rewards) if v is not None)
         return ArenaOutput(loss=loss, logits=logits, rewards=rewards)

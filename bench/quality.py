@@ -6,18 +6,23 @@ In ONE run and on the SAME folds (grouped by the normalised first user turn: the
 rows, so a row-level split leaks) it scores
 - the class prior of the training folds,
 - a logistic regression on response-length features (the known strong trivial baseline),
-- head recipes on the frozen `embedded:minilm-l6` encoder (the ArenaModel head trained on cached pooled towers,
-  which is what a CPU can afford for K folds x variants): classify vs rank head, style features, swap augmentation,
-  swap test-time averaging, the newest style feature ablated, a fitted temperature, other max_length / truncation.
-Full fine-tuning of the encoder per fold (train.py's default recipe) is out of reach on a 2-core CPU (about
+- train.py's default recipe, trained on each training fold the way train.py trains it: its defaults
+  (`train.parse_args`), its model (`train.load_model_and_tokenizer`: embedded:minilm-l6, frozen), the pooled towers
+  of `pooled_towers.embed_towers`, swap augmentation by `arena_dataset.swap_battles`, and a `Trainer`;
+- the variants tried, each as train.py options on top of the defaults: classify vs rank head, style features,
+  swap augmentation, swap test-time averaging, the newest style feature ablated, a fitted temperature (as
+  `--calibrate` fits it), other max_length / truncation.
+The encoder passes (one per max_length / truncation) are most of the time; `embed_towers` caches them with
+`datasets`, so a rerun on the same data takes minutes.
+Full fine-tuning of the encoder per fold (`--freeze_encoder false`) is out of reach on a 2-core CPU (about
 10 minutes per fold-epoch at max_length 256); run it on a GPU with train.py and `--validation_file` per fold.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,30 +32,33 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from arena_dataset import load_arena, prompt_group, tokenize_arena  # noqa: E402
-from backbones import load_model  # noqa: E402
+import train  # noqa: E402
+from arena_dataset import load_arena, prompt_group, swap_battles, tokenize_arena  # noqa: E402
 from calibration import fit_temperature  # noqa: E402
-from configuration_arena import ArenaConfig  # noqa: E402
 from encoding_arena import STYLE_FEATURES, ArenaCollator  # noqa: E402
-from modeling_arena import ArenaModel  # noqa: E402
+from pooled_towers import embed_towers  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "arena_dev.csv"
 METRIC_PATH = ROOT / "metrics" / "arena_metrics"
-L2 = 1e-2  # chosen by grouped CV on dev among 1e-3, 1e-2, 1e-1 (bench/quality.py --l2 ...)
 LENGTH_COLUMNS = [STYLE_FEATURES.index("log_chars"), STYLE_FEATURES.index("log_words")]
 
-# name -> (head, style_features, swap_augment, swap_tta); "default" is what the README recommends.
+DEFAULT = "train.py defaults: classify + style, frozen encoder"
+# name -> (train.py options on top of the defaults, swap test-time averaging)
 RECIPES = {
-    "classify + style + swap aug + swap TTA": ("classify", True, True, True),
-    "rank (Davidson) + style + swap aug": ("rank", True, True, False),
-    "classify + style, no swap aug": ("classify", True, False, False),
-    "classify + style + swap aug, no TTA": ("classify", True, True, False),
-    "classify, no style features": ("classify", False, True, True),
-    "rank (Davidson), no style features": ("rank", False, True, False),
+    DEFAULT: ([], False),
+    "+ swap aug": (["--swap_augment"], False),
+    "+ swap aug + swap TTA": (["--swap_augment"], True),
+    "rank (Davidson) head": (["--head", "rank"], False),
+    "rank (Davidson) head + swap aug": (["--head", "rank", "--swap_augment"], False),
+    "no style features": (["--style_features", "false"], False),
+    "rank (Davidson) head, no style features": (["--head", "rank", "--style_features", "false"], False),
 }
-CALIBRATED = "classify + style, no swap aug"  # the recipe that also gets a fitted temperature and input variants
-WITHOUT_PARAGRAPHS = CALIBRATED + ", without log_paragraphs"  # the last style feature added, ablated
-INPUT_VARIANTS = [(128, "latest_turns"), (512, "latest_turns"), (256, "head")]  # (max_length, truncation)
+WITHOUT_PARAGRAPHS = "defaults without log_paragraphs"  # the last style feature added, ablated
+CALIBRATED = "defaults + temperature (--calibrate)"
+INPUT_VARIANTS = [(128, "latest_turns"), (256, "latest_turns"), (512, "head")]  # (max_length, truncation)
+# Trainer options that only concern output: no checkpoints, logs or evaluation inside the study's fits.
+QUIET = ["--do_train", "--save_strategy", "no", "--eval_strategy", "no", "--logging_strategy", "no",
+         "--disable_tqdm", "true", "--report_to", "none"]
 
 
 def grouped_folds(groups: list[str], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -60,89 +68,45 @@ def grouped_folds(groups: list[str], k: int, seed: int) -> list[tuple[np.ndarray
     return list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(index, groups=groups))
 
 
-def embed(encoded, tokenizer, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled towers `(N, H)` x 2 from the frozen embedded:minilm-l6 encoder, length-sorted batches."""
-    model, _ = load_model("embedded:minilm-l6", style_features=False)
-    model.eval()
-    collate = ArenaCollator(tokenizer.pad_token_id)
-    lengths = [max(len(a), len(b)) for a, b in zip(encoded["input_ids_a"], encoded["input_ids_b"])]
-    order = np.argsort(lengths, kind="stable")
-    pooled_a = np.zeros((len(order), model.config.encoder_config.hidden_size), np.float32)
-    pooled_b = np.zeros_like(pooled_a)
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = collate([{"input_ids_a": encoded[int(i)]["input_ids_a"],
-                              "input_ids_b": encoded[int(i)]["input_ids_b"]} for i in idx])
-            ids = torch.cat([batch["input_ids_a"], batch["input_ids_b"]])
-            mask = torch.cat([batch["attention_mask_a"], batch["attention_mask_b"]])
-            pooled = model.encode(ids, mask).numpy()
-            pooled_a[idx], pooled_b[idx] = pooled[: len(idx)], pooled[len(idx) :]
-    return pooled_a, pooled_b
+def fit_recipe(options: list[str], battles, seed: int, workdir: str):
+    """train.py's training on `battles` (pooled towers from `embed_towers`, with labels): the same option parsing,
+    model, swap augmentation and Trainer; only the output options (QUIET) differ. Returns the model in eval mode."""
+    from datasets import concatenate_datasets
+    from transformers import Trainer, set_seed
 
-
-def cached_embeddings(args, data, tokenizer, max_length: int, truncation: str,
-                      encoded=None) -> tuple[np.ndarray, np.ndarray]:
-    """`embed` of the battles encoded at `max_length` / `truncation`, cached on disk by the data file's content,
-    the row count and those two (the encoder pass is most of the study's time; the heads are refitted every run)."""
-    key = hashlib.sha256(Path(args.data).read_bytes()).hexdigest()[:16]
-    path = Path(args.cache_dir) / f"minilm-l6_{key}_{len(data)}_{max_length}_{truncation}.npz"
-    if path.exists():
-        args.cache_hits.append(path.name)
-        cached = np.load(path)
-        return cached["pooled_a"], cached["pooled_b"]
-    if encoded is None:
-        encoded = tokenize_arena(data, tokenizer, max_length, truncation)
-    pooled_a, pooled_b = embed(encoded, tokenizer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npz")
-    np.savez(partial, pooled_a=pooled_a, pooled_b=pooled_b)
-    partial.replace(path)  # atomic: an interrupted run never leaves a cache file that looks complete
-    return pooled_a, pooled_b
-
-
-def split_features(pooled_a, pooled_b, style_a, style_b, **splits: np.ndarray) -> dict[str, dict[str, torch.Tensor]]:
-    """{split: the head's inputs for the rows `idx`} for each `split=idx` given."""
-    return {split: {"pooled_a": torch.from_numpy(pooled_a[idx]), "pooled_b": torch.from_numpy(pooled_b[idx]),
-                    "style_a": torch.from_numpy(style_a[idx]), "style_b": torch.from_numpy(style_b[idx])}
-            for split, idx in splits.items()}
-
-
-def fit_head(features: dict[str, torch.Tensor], labels: torch.Tensor, encoder_config, head: str, style: bool,
-             swap_augment: bool, seed: int, l2: float = L2, steps: int = 300) -> ArenaModel:
-    """Train only the ArenaModel head (model.compare) on cached pooled towers: full-batch Adam with an L2 penalty
-    `l2 * mean(W^2)` on the head weights (a few thousand votes against 2 x 384 embedding dimensions overfit fast).
-
-    With swap augmentation both orders of every battle are in every step (labels 0 <-> 1 exchanged).
-    """
-    torch.manual_seed(seed)
-    config = ArenaConfig(encoder_config=encoder_config.to_dict(), head=head, style_features=style)
-    model = ArenaModel(config, encoder=torch.nn.Identity())  # the encoder is frozen: its outputs are cached
-    pa, pb, sa, sb, y = features["pooled_a"], features["pooled_b"], features["style_a"], features["style_b"], labels
-    if swap_augment:
-        pa, pb, sa, sb = torch.cat([pa, pb]), torch.cat([pb, pa]), torch.cat([sa, sb]), torch.cat([sb, sa])
-        y = torch.cat([y, torch.tensor([1, 0, 2])[y]])
-    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(steps):
-        logits, rewards = model.compare(pa, pb, sa if style else None, sb if style else None)
-        loss = model.loss(logits, y, rewards) + l2 * sum((w**2).sum() for w in weights)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    model_args, data_args, training_args = train.parse_args([*options, *QUIET, "--seed", str(seed),
+                                                             "--output_dir", workdir])
+    set_seed(training_args.seed)  # as train.run: the fresh head is drawn after seeding
+    model, tokenizer = train.load_model_and_tokenizer(model_args)
+    if data_args.swap_augment:
+        battles = concatenate_datasets([battles, swap_battles(battles)])
+    Trainer(model=model, args=training_args, train_dataset=battles,
+            data_collator=ArenaCollator(pad_token_id=tokenizer.pad_token_id or 0)).train()
     return model.eval()
 
 
 @torch.no_grad()
-def head_probs(model: ArenaModel, features: dict[str, torch.Tensor], swap_tta: bool) -> np.ndarray:
-    style = model.config.style_features
-    sa, sb = (features["style_a"], features["style_b"]) if style else (None, None)
-    probs = model.compare(features["pooled_a"], features["pooled_b"], sa, sb)[0].softmax(-1)
+def predict_probs(model, battles, swap_tta: bool) -> np.ndarray:
+    """`(N, 3)` probabilities of `model` on pooled battles; with `swap_tta` averaged with the swapped order."""
+    inputs = ArenaCollator(pad_token_id=0)([{k: row[k] for k in ("pooled_a", "pooled_b", "style_a", "style_b")}
+                                           for row in battles])
+    probs = model(**inputs).logits.softmax(-1)
     if swap_tta:
-        swapped = model.compare(features["pooled_b"], features["pooled_a"], sb, sa)[0].softmax(-1)
-        probs = (probs + swapped[:, [1, 0, 2]]) / 2
+        swapped = {"pooled_a": inputs["pooled_b"], "pooled_b": inputs["pooled_a"], "style_a": inputs["style_b"],
+                   "style_b": inputs["style_a"]}
+        probs = (probs + model(**swapped).logits.softmax(-1)[:, [1, 0, 2]]) / 2
     return probs.numpy()
+
+
+def without_feature(battles, name: str):
+    """The battles with one style feature's column zeroed on both sides: a linear head cannot use it."""
+    column = STYLE_FEATURES.index(name)
+
+    def zero(batch: dict) -> dict:
+        return {side: [[0.0 if i == column else v for i, v in enumerate(row)] for row in batch[side]]
+                for side in ("style_a", "style_b")}
+
+    return battles.map(zero, batched=True, desc=f"Zeroing {name}")
 
 
 def length_baseline(style_a: np.ndarray, style_b: np.ndarray, train: np.ndarray, test: np.ndarray,
@@ -167,17 +131,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max_length", type=int, default=256)
-    parser.add_argument("--truncation", default="latest_turns")
     parser.add_argument("--limit", type=int, default=None, help="first N rows only (smoke runs)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
-    parser.add_argument("--cache_dir", default=str(Path.home() / ".cache" / "arena-preference" / "quality"),
-                        help="pooled towers of the frozen encoder, reused by later runs on the same data")
     args = parser.parse_args(argv)
-    args.cache_hits = []
 
     import evaluate
+    from datasets.utils.logging import disable_progress_bar
+    from transformers.utils import logging as transformers_logging
 
+    disable_progress_bar()
+    transformers_logging.set_verbosity_error()
     started = time.time()
     torch.set_num_threads(2)
     metric = evaluate.load(str(METRIC_PATH), keep_in_memory=True)
@@ -186,68 +149,63 @@ def main(argv: list[str] | None = None) -> None:
         data = data.select(range(min(args.limit, len(data))))
     y = np.asarray(data["label"])
     groups = [prompt_group(p) for p in data["prompt"]]
-    _, tokenizer = load_model("embedded:minilm-l6")
-    encoded = tokenize_arena(data, tokenizer, args.max_length, args.truncation)
-    style_a, style_b = np.asarray(encoded["style_a"], np.float32), np.asarray(encoded["style_b"], np.float32)
-    t0 = time.time()
-    pooled_a, pooled_b = cached_embeddings(args, data, tokenizer, args.max_length, args.truncation, encoded)
-    # Input variants of the best recipe: other max_length / truncation (their own encoder pass; same style features,
-    # which are computed from the whole text).
-    inputs = {f"{CALIBRATED}, max_length {length} {truncation}": cached_embeddings(args, data, tokenizer, length,
-                                                                                  truncation)
-              for length, truncation in INPUT_VARIANTS if (length, truncation) != (args.max_length, args.truncation)}
-    embed_seconds = time.time() - t0
-    encoder_config = load_model("embedded:minilm-l6")[0].config.encoder_config
+    workdir = tempfile.mkdtemp(prefix="arena-quality-")
+    model_args = train.parse_args([*QUIET, "--output_dir", workdir])[0]
+    encoder_model, tokenizer = train.load_model_and_tokenizer(model_args)  # train.py's default model, frozen
+    main_input = (encoder_model.config.max_length, encoder_model.config.truncation)
 
-    names = ["class prior", "length logistic regression", *RECIPES, WITHOUT_PARAGRAPHS, CALIBRATED + " + temperature",
-             *inputs]
-    # Zeroing a column removes the feature from a linear head: its weight gets no gradient but the L2 penalty's.
-    ablated_a, ablated_b = style_a.copy(), style_b.copy()
-    ablated_a[:, STYLE_FEATURES.index("log_paragraphs")] = ablated_b[:, STYLE_FEATURES.index("log_paragraphs")] = 0
+    t0 = time.time()
+    towers = {}  # (max_length, truncation) -> pooled battles, every row of the data
+    for length, truncation in [main_input, *(v for v in INPUT_VARIANTS if v != main_input)]:
+        towers[length, truncation] = embed_towers(tokenize_arena(data, tokenizer, length, truncation), encoder_model)
+    embed_seconds = time.time() - t0
+    battles = towers[main_input]
+    style_a, style_b = np.asarray(battles["style_a"], np.float32), np.asarray(battles["style_b"], np.float32)
+    ablated = without_feature(battles, "log_paragraphs")
+    variants = {f"defaults, max_length {length} {truncation}": (["--max_length", str(length), "--truncation",
+                                                                 truncation], towers[length, truncation])
+                for length, truncation in towers if (length, truncation) != main_input}
+
+    names = ["class prior", "length logistic regression", *RECIPES, WITHOUT_PARAGRAPHS, CALIBRATED, *variants]
     temperatures: list[float] = []
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    for fold, (train, test) in enumerate(grouped_folds(groups, args.folds, args.seed)):
-        prior = np.bincount(y[train], minlength=3) / len(train)
-        results["class prior"].append(score(metric, np.tile(prior, (len(test), 1)), y[test]))
+    for fold, (train_rows, test_rows) in enumerate(grouped_folds(groups, args.folds, args.seed)):
+        seed, test_y = args.seed + fold, y[test_rows]
+        prior = np.bincount(y[train_rows], minlength=3) / len(train_rows)
+        results["class prior"].append(score(metric, np.tile(prior, (len(test_rows), 1)), test_y))
         results["length logistic regression"].append(
-            score(metric, length_baseline(style_a, style_b, train, test, y), y[test]))
-        feats = split_features(pooled_a, pooled_b, style_a, style_b, train=train, test=test)
+            score(metric, length_baseline(style_a, style_b, train_rows, test_rows, y), test_y))
         models = {}
-        for name, (head, style, swap_augment, swap_tta) in RECIPES.items():
-            models[name] = fit_head(feats["train"], torch.from_numpy(y[train]), encoder_config, head, style,
-                                    swap_augment, seed=args.seed + fold)
-            results[name].append(score(metric, head_probs(models[name], feats["test"], swap_tta), y[test]))
-        head, style, swap_augment, swap_tta = RECIPES[CALIBRATED]
-        ablated = split_features(pooled_a, pooled_b, ablated_a, ablated_b, train=train, test=test)
-        model = fit_head(ablated["train"], torch.from_numpy(y[train]), encoder_config, head, style, swap_augment,
-                         seed=args.seed + fold)
-        results[WITHOUT_PARAGRAPHS].append(score(metric, head_probs(model, ablated["test"], swap_tta), y[test]))
-        # Calibration: T fitted on an inner grouped 20% of the training folds (head refitted on the other 80%),
-        # then applied to the head fitted on all training folds. The test fold is never seen.
-        inner_train, inner_val = (train[i] for i in grouped_folds([groups[j] for j in train], 5, args.seed)[0])
-        inner = split_features(pooled_a, pooled_b, style_a, style_b, train=inner_train, val=inner_val)
-        inner_model = fit_head(inner["train"], torch.from_numpy(y[inner_train]), encoder_config, head, style,
-                               swap_augment, seed=args.seed + fold)
-        with torch.no_grad():
-            val_logits = inner_model.compare(*(inner["val"][k] for k in ("pooled_a", "pooled_b", "style_a",
-                                                                          "style_b")))[0]
-        models[CALIBRATED].config.temperature = fit_temperature(val_logits, torch.from_numpy(y[inner_val]))
-        temperatures.append(models[CALIBRATED].config.temperature)
-        for name, (var_a, var_b) in inputs.items():
-            var = split_features(var_a, var_b, style_a, style_b, train=train, test=test)
-            model = fit_head(var["train"], torch.from_numpy(y[train]), encoder_config, head, style, swap_augment,
-                             seed=args.seed + fold)
-            results[name].append(score(metric, head_probs(model, var["test"], swap_tta), y[test]))
-        results[CALIBRATED + " + temperature"].append(
-            score(metric, head_probs(models[CALIBRATED], feats["test"], swap_tta), y[test]))
+        for name, (options, swap_tta) in RECIPES.items():
+            models[name] = fit_recipe(options, battles.select(train_rows), seed, workdir)
+            results[name].append(score(metric, predict_probs(models[name], battles.select(test_rows), swap_tta),
+                                       test_y))
+        model = fit_recipe([], ablated.select(train_rows), seed, workdir)
+        results[WITHOUT_PARAGRAPHS].append(score(metric, predict_probs(model, ablated.select(test_rows), False),
+                                                 test_y))
+        # --calibrate fits the temperature on the validation battles after training. Here: the default recipe
+        # trained on an inner grouped 80% of the training folds, T fitted on the other 20%, then applied to the
+        # default model trained on all training folds. The test fold is never seen.
+        inner_train, inner_val = (train_rows[i] for i in grouped_folds([groups[j] for j in train_rows], 5,
+                                                                       args.seed)[0])
+        inner = fit_recipe([], battles.select(inner_train), seed, workdir)
+        val_probs = predict_probs(inner, battles.select(inner_val), False)
+        factor = fit_temperature(torch.from_numpy(np.log(val_probs)), torch.from_numpy(y[inner_val]))
+        calibrated = models[DEFAULT]
+        calibrated.config.temperature = calibrated.config.temperature * factor
+        temperatures.append(calibrated.config.temperature)
+        results[CALIBRATED].append(score(metric, predict_probs(calibrated, battles.select(test_rows), False), test_y))
+        for name, (options, variant) in variants.items():
+            model = fit_recipe(options, variant.select(train_rows), seed, workdir)
+            results[name].append(score(metric, predict_probs(model, variant.select(test_rows), False), test_y))
         print(f"fold {fold}: " + ", ".join(f"{n}: {results[n][-1]['log_loss']:.4f}" for n in names), flush=True)
 
     wall = time.time() - started
-    write_report(results, args, len(data), wall, embed_seconds, Path(args.out), temperatures)
+    write_report(results, args, len(data), wall, embed_seconds, Path(args.out), temperatures, main_input)
 
 
 def write_report(results, args, rows: int, wall: float, embed_seconds: float, out: Path,
-                 temperatures: list[float]) -> None:
+                 temperatures: list[float], main_input: tuple[int, str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -256,10 +214,12 @@ def write_report(results, args, rows: int, wall: float, embed_seconds: float, ou
     out.mkdir(parents=True, exist_ok=True)
     lines = [
         f"Grouped {args.folds}-fold CV by prompt on {rows} real votes ({Path(args.data).name}), seed {args.seed}; "
-        f"frozen embedded:minilm-l6 towers at max_length {args.max_length} ({args.truncation}).",
-        f"Command: `python bench/quality.py --folds {args.folds} --seed {args.seed} --max_length {args.max_length}`; "
-        f"wall time {wall / 60:.1f} min on this machine (encoder passes {embed_seconds / 60:.1f} min"
-        f"{f'; {len(args.cache_hits)} of them read from the cache' if args.cache_hits else ''}).",
+        f"frozen embedded:minilm-l6 towers at max_length {main_input[0]} ({main_input[1]}) unless named; heads "
+        f"trained by train.py's Trainer recipe (lr {train.FROZEN_DEFAULTS['learning_rate']:g}, "
+        f"{train.FROZEN_DEFAULTS['num_train_epochs']} epochs, batch {train.FROZEN_DEFAULTS['per_device_train_batch_size']}).",
+        f"Command: `python bench/quality.py --folds {args.folds} --seed {args.seed}`; wall time {wall / 60:.1f} min on "
+        f"this machine, of which {embed_seconds / 60:.1f} min for the {len(INPUT_VARIANTS) + 1} encoder passes "
+        "(cached by datasets after the first run).",
         "",
         "| recipe | log loss (mean ± std) | accuracy | tie F1 | log loss per fold |",
         "| --- | --- | --- | --- | --- |",

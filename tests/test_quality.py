@@ -4,7 +4,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import ROOT, SHARED_DATA
 
@@ -15,17 +14,20 @@ from encoding_arena import STYLE_FEATURES  # noqa: E402
 
 @pytest.fixture()
 def slice_features():
+    """60 pooled battles of a 32-wide encoder (embedded:tiny-deberta's): the label follows the first style
+    feature's gap, so a working baseline or head must beat the prior."""
+    from datasets import Dataset
+
     rng = np.random.default_rng(0)
     n, hidden = 60, 32
     width = len(STYLE_FEATURES)
     style_a, style_b = (rng.normal(size=(n, width)).astype(np.float32) for _ in range(2))
-    # the label follows the length gap, so a working baseline must beat the prior
     gap = style_a[:, 0] - style_b[:, 0]
     y = np.where(gap > 0.5, 0, np.where(gap < -0.5, 1, 2))
-    feats = {"pooled_a": torch.from_numpy(rng.normal(size=(n, hidden)).astype(np.float32)),
-             "pooled_b": torch.from_numpy(rng.normal(size=(n, hidden)).astype(np.float32)),
-             "style_a": torch.from_numpy(style_a), "style_b": torch.from_numpy(style_b)}
-    return feats, y
+    battles = Dataset.from_dict({"pooled_a": rng.normal(size=(n, hidden)).astype(np.float32),
+                                 "pooled_b": rng.normal(size=(n, hidden)).astype(np.float32),
+                                 "style_a": style_a, "style_b": style_b, "label": y})
+    return battles, y
 
 
 def test_grouped_folds_never_split_a_prompt():
@@ -37,9 +39,10 @@ def test_grouped_folds_never_split_a_prompt():
 
 
 def test_length_baseline_beats_the_prior_when_length_decides(slice_features):
-    feats, y = slice_features
+    battles, y = slice_features
     train, test = np.arange(40), np.arange(40, 60)
-    probs = quality.length_baseline(feats["style_a"].numpy(), feats["style_b"].numpy(), train, test, y)
+    style_a, style_b = np.asarray(battles["style_a"]), np.asarray(battles["style_b"])
+    probs = quality.length_baseline(style_a, style_b, train, test, y)
     prior = np.bincount(y[train], minlength=3) / len(train)
     log_loss = lambda p: -np.log(p[np.arange(len(test)), y[test]]).mean()  # noqa: E731
     assert probs.shape == (20, 3) and np.allclose(probs.sum(1), 1)
@@ -47,16 +50,29 @@ def test_length_baseline_beats_the_prior_when_length_decides(slice_features):
 
 
 @pytest.mark.parametrize("head", ["classify", "rank"])
-def test_fit_head_learns_and_swap_tta_is_symmetric(slice_features, tiny_model, head):
-    feats, y = slice_features
-    model = quality.fit_head(feats, torch.from_numpy(y), tiny_model.config.encoder_config, head, style=True,
-                             swap_augment=True, seed=0, steps=100)
-    probs = quality.head_probs(model, feats, swap_tta=True)
-    swapped = {"pooled_a": feats["pooled_b"], "pooled_b": feats["pooled_a"],
-               "style_a": feats["style_b"], "style_b": feats["style_a"]}
+def test_fit_recipe_trains_through_train_py_and_swap_tta_is_symmetric(slice_features, tmp_path, head):
+    battles, y = slice_features
+    options = ["--model_name_or_path", "embedded:tiny-deberta", "--head", head, "--swap_augment",
+               "--num_train_epochs", "30", "--learning_rate", "3e-2"]
+    model = quality.fit_recipe(options, battles, seed=0, workdir=str(tmp_path))
+    assert model.config.head == head and not model.training
+    assert not any(p.requires_grad for p in model.encoder.parameters())  # train.py's default: frozen encoder
+    probs = quality.predict_probs(model, battles, swap_tta=True)
+    swapped = battles.rename_columns({"pooled_a": "pooled_b", "pooled_b": "pooled_a", "style_a": "style_b",
+                                      "style_b": "style_a"})
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
-    assert np.allclose(quality.head_probs(model, swapped, swap_tta=True), probs[:, [1, 0, 2]], atol=1e-6)
+    assert np.allclose(quality.predict_probs(model, swapped, swap_tta=True), probs[:, [1, 0, 2]], atol=1e-6)
     assert (probs.argmax(1) == y).mean() > 0.6
+
+
+def test_without_feature_zeroes_one_column_on_both_sides(slice_features):
+    battles, _ = slice_features
+    column = STYLE_FEATURES.index("log_paragraphs")
+    ablated = quality.without_feature(battles, "log_paragraphs")
+    for side in ("style_a", "style_b"):
+        before, after = np.asarray(battles[side]), np.asarray(ablated[side])
+        assert (after[:, column] == 0).all() and (before[:, column] != 0).all()
+        assert np.array_equal(np.delete(after, column, 1), np.delete(before, column, 1))
 
 
 def test_metric_module_scores_a_perfect_and_a_uniform_prediction():

@@ -72,11 +72,12 @@ def initial_model(head: str):
 
 @pytest.fixture(scope="module", params=["classify", "rank"])
 def trained(request, data, tmp_path_factory):
-    """A few steps per head; the rank run also exercises bf16, gradient checkpointing, accumulation, warmup and
-    A/B swap augmentation."""
+    """A few steps per head. classify: the default recipe (the head on pooled towers of the frozen encoder). rank:
+    fine-tuning the whole encoder, with bf16, gradient checkpointing, accumulation, warmup and A/B swap
+    augmentation."""
     out = tmp_path_factory.mktemp(f"out-{request.param}")
-    extra = (["--bf16", "--gradient_checkpointing", "--gradient_accumulation_steps", "2", "--warmup_steps", "1",
-              "--swap_augment"] if request.param == "rank" else [])
+    extra = (["--freeze_encoder", "false", "--bf16", "--gradient_checkpointing", "--gradient_accumulation_steps", "2",
+              "--warmup_steps", "1", "--swap_augment"] if request.param == "rank" else [])
     result = train.main([*TINY, *files_args(data), "--head", request.param, "--output_dir", str(out),
                          "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", *extra])
     return request.param, result
@@ -89,6 +90,12 @@ def test_training_changes_every_trainable_parameter_and_writes_a_hub_repo(traine
     after = dict(result["trainer"].model.named_parameters())
     unchanged = [n for n, p in after.items() if p.requires_grad and torch.equal(p.detach().cpu(), before[n].detach())]
     assert not unchanged, f"parameters not trained: {unchanged}"
+    encoder = {n: p for n, p in after.items() if n.startswith("encoder.")}
+    if head == "classify":  # the default: the encoder is frozen and stays exactly as loaded
+        assert not any(p.requires_grad for p in encoder.values())
+        assert all(torch.equal(p.detach().cpu(), before[n].detach()) for n, p in encoder.items())
+    else:
+        assert all(p.requires_grad for p in encoder.values())
     assert result["trainer"].state.global_step == 4
 
     assert REPO_FILES <= {p.name for p in out.iterdir()}
@@ -378,16 +385,24 @@ def test_user_errors_are_one_line_and_exit_nonzero(data, tmp_path, capsys, monke
         train.main(["--train_file", str(tmp_path / "missing.jsonl"), "--output_dir", str(tmp_path)])
 
 
-def test_seed_defaults_and_the_main_job_when_nothing_is_given():
+def test_recipe_defaults_and_the_main_job_when_nothing_is_given():
     model_args, data_args, args = train.parse_args([])
-    assert model_args.model_name_or_path == "embedded:minilm-l6"
-    assert (args.learning_rate, args.num_train_epochs, args.per_device_train_batch_size) == (5e-5, 5, 2)
+    assert model_args.model_name_or_path == "embedded:minilm-l6" and model_args.freeze_encoder is True
+    frozen = train.FROZEN_DEFAULTS
+    assert (args.learning_rate, args.num_train_epochs, args.per_device_train_batch_size, args.weight_decay) == (
+        frozen["learning_rate"], frozen["num_train_epochs"], frozen["per_device_train_batch_size"],
+        frozen["weight_decay"])
     assert (args.eval_strategy, args.eval_steps, args.optim) == ("steps", 2000, "adamw_torch")
     assert (args.metric_for_best_model, args.greater_is_better) == ("log_loss", False)
     assert Path(args.output_dir) == Path("out/arena-minilm")
     assert Path(data_args.train_file) == ROOT / "examples" / "train.jsonl"
     assert Path(data_args.test_file) == ROOT / "examples" / "test.csv"
     assert (args.do_train, args.do_eval, args.do_predict) == (True, True, True)
+
+    # Fine-tuning the whole encoder: the seed recipe's values; an explicit option still wins over them.
+    model_args, _, args = train.parse_args(["--freeze_encoder", "false", "--learning_rate", "2e-5"])
+    assert model_args.freeze_encoder is False
+    assert (args.learning_rate, args.num_train_epochs, args.per_device_train_batch_size) == (2e-5, 5, 2)
 
     # Naming a model to predict with: nothing else runs, and no example data is implied.
     _, data_args, args = train.parse_args(["--model_name_or_path", "out/x", "--do_predict", "--test_file", "t.csv"])
@@ -403,8 +418,12 @@ def test_a_yaml_or_json_file_takes_the_same_keys(tmp_path):
     for name in ("c.yaml", "c.json"):
         model_args, data_args, args = train.parse_args([str(tmp_path / name)])
         assert (model_args.head, model_args.max_length, data_args.train_file) == ("rank", 64, "a.jsonl")
-        assert args.learning_rate == 1e-4 and args.num_train_epochs == 5  # seed default for what is not given
+        # the recipe's default for what is not given
+        assert args.learning_rate == 1e-4 and args.num_train_epochs == train.FROZEN_DEFAULTS["num_train_epochs"]
         assert (args.do_train, args.do_eval, args.do_predict) == (True, True, False)
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump({**config, "freeze_encoder": False}))
+    model_args, _, args = train.parse_args([str(tmp_path / "tune.yaml")])
+    assert model_args.freeze_encoder is False and (args.learning_rate, args.num_train_epochs) == (1e-4, 5)
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**config, "hed": "rank"}))
     with pytest.raises(train.UserError, match="hed"):
         train.parse_args([str(tmp_path / "bad.yaml")])

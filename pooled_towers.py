@@ -1,0 +1,78 @@
+"""Pooled towers of a frozen encoder, computed once: what the head trains on in train.py's default recipe.
+
+With the encoder frozen, its pooled output for a tower never changes, so running it every epoch (forward only,
+but still ~all of the compute) is waste. `embed_towers` runs it once per battle, in length-sorted batches, and
+stores `pooled_a` / `pooled_b` in place of the token ids; `ArenaModel.forward(pooled_a=..., pooled_b=...)` and
+`ArenaCollator` take them from there. The pass is a cached `datasets.map`: a second run on the same battles,
+encoder weights and pooling reads the vectors from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from datasets.fingerprint import Hasher
+
+from encoding_arena import ArenaCollator
+
+_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 of a module's parameters and buffers (names, dtypes, shapes and values): the cache key of its
+    outputs. Hashing is about 1 s per GB; a model directory's path or mtime would not notice retrained weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def embed_towers(dataset: datasets.Dataset, model: Any, batch_size: int = 16,
+                 chunk_size: int = 512) -> datasets.Dataset:
+    """Replace `input_ids_a` / `input_ids_b` (from `arena_dataset.tokenize_arena`) by `pooled_a` / `pooled_b`:
+    the `(hidden_size,)` float32 output of `model.encode_towers` for each battle, in eval mode and without
+    gradients. Other columns (style, label, ...) are kept.
+
+    Rows are read `chunk_size` at a time and sorted by length inside each chunk, so that batches of `batch_size`
+    pad little. The model's train/eval mode is restored afterwards.
+    """
+    collate = ArenaCollator(pad_token_id=model.config.encoder_config.pad_token_id or 0)
+    device = next(model.parameters()).device
+
+    def encode(batch: dict[str, list]) -> dict[str, np.ndarray]:
+        lengths = [max(len(a), len(b)) for a, b in zip(batch["input_ids_a"], batch["input_ids_b"])]
+        order = np.argsort(lengths, kind="stable")
+        hidden = model.config.encoder_config.hidden_size
+        pooled_a = np.zeros((len(order), hidden), np.float32)
+        pooled_b = np.zeros_like(pooled_a)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            towers = collate([{"input_ids_a": batch["input_ids_a"][i], "input_ids_b": batch["input_ids_b"][i]}
+                              for i in rows])
+            a, b = model.encode_towers(*(towers[k].to(device) for k in ("input_ids_a", "attention_mask_a",
+                                                                         "input_ids_b", "attention_mask_b")))
+            pooled_a[rows], pooled_b[rows] = a.float().cpu().numpy(), b.float().cpu().numpy()
+        return {"pooled_a": pooled_a, "pooled_b": pooled_b}
+
+    # The map function closes over the model, which datasets cannot fingerprint: the key is made here instead.
+    fingerprint = Hasher.hash([dataset._fingerprint, weights_digest(model.encoder), model.config.pooling,
+                               _SOURCE_HASH])
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return dataset.map(encode, batched=True, batch_size=chunk_size, new_fingerprint=fingerprint,
+                               remove_columns=["input_ids_a", "input_ids_b"],
+                               desc="Pooling towers with the frozen encoder")
+    finally:
+        model.train(was_training)
+
+
+__all__ = ["embed_towers", "weights_digest"]
