@@ -7,6 +7,10 @@
     python train.py --model_name_or_path out/deberta_v3_base --do_predict --test_file test.csv --output_dir out/pred
     torchrun --nproc_per_node 2 train.py ...      accelerate launch --multi_gpu --num_processes 2 train.py ...
 
+The default recipe keeps the encoder frozen: every battle's towers are pooled once (pooled_towers.py, cached) and
+the head trains on them (FROZEN_DEFAULTS, chosen by bench/quality.py's cross-validation on real votes).
+`--freeze_encoder false` fine-tunes the whole encoder with the seed's values instead (SEED_DEFAULTS).
+
 Every `TrainingArguments` option works (`--fp16`/`--bf16`, `--gradient_accumulation_steps`, `--warmup_steps`,
 `--gradient_checkpointing`, `--resume_from_checkpoint PATH|latest`, `--push_to_hub --hub_model_id user/name`, ...),
 plus the model and data options below (`python train.py --help`). When none of `--do_train`, `--do_eval`,
@@ -126,7 +130,8 @@ class DataArguments:
     )
 
 
-# The seed recipe's values where TrainingArguments' own defaults differ; explicit options and config-file keys win.
+# The seed recipe's values where TrainingArguments' own defaults differ (with --freeze_encoder false, and under
+# FROZEN_DEFAULTS for the rest); explicit options and config-file keys win.
 SEED_DEFAULTS: dict[str, Any] = {
     "learning_rate": 5e-5,
     "num_train_epochs": 5,
@@ -366,10 +371,11 @@ def load_splits(data_args: DataArguments, training_args: Any) -> dict[str, Any]:
 
 
 def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, data_args: DataArguments,
-             freeze_encoder: bool) -> dict[str, Any]:
+             training_args: Any, freeze_encoder: bool) -> dict[str, Any]:
     """Tower inputs for train/validation through arena_dataset.tokenize_arena (encoding_arena underneath, the
     same path the pipeline takes at prediction time); with a frozen encoder, its pooled towers in place of the
-    token ids (pooled_towers.embed_towers: one encoder pass, cached, instead of one per epoch)."""
+    token ids (pooled_towers.embed_towers: one encoder pass, cached, instead of one per epoch), computed on the
+    device this process trains on."""
     from datasets import concatenate_datasets
 
     from arena_dataset import swap_battles, tokenize_arena
@@ -380,7 +386,8 @@ def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, data_args: Data
         if name in splits:
             out[name] = tokenize_arena(splits[name], tokenizer, model.config.max_length, model.config.truncation)
             if freeze_encoder:
-                out[name] = embed_towers(out[name], model)
+                model.to(training_args.device)  # Trainer would move it there next; the pass runs there too
+                out[name] = embed_towers(out[name], model, batch_size=training_args.per_device_eval_batch_size)
     if data_args.swap_augment and "train" in out:
         out["train"] = concatenate_datasets([out["train"], swap_battles(out["train"])])
     return out
@@ -628,7 +635,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Any
     with training_args.main_process_first(desc="loading the model and the battles"):
         splits = load_splits(data_args, training_args)  # first: a bad file fails before a model is loaded
         model, tokenizer = load_model_and_tokenizer(model_args)
-        tokenized = tokenize(splits, tokenizer, model, data_args, model_args.freeze_encoder)
+        tokenized = tokenize(splits, tokenizer, model, data_args, training_args, model_args.freeze_encoder)
         compute_metrics = build_compute_metrics()
     logger.info("model %s: head=%s, max_length=%d, %s parameters (%s trainable%s)", model_args.model_name_or_path,
                 model.config.head, model.config.max_length, f"{model.num_parameters():,}",

@@ -2,8 +2,10 @@
 
     python bench/main_job.py            # writes bench/results/main_job.md
 
-Runs train.py as a subprocess (its embedded defaults: embedded:minilm-l6 on examples/, 5 epochs of the seed
-recipe), measures wall time, CPU time and peak RSS of the child, and reports the evaluation it wrote.
+Runs train.py as a subprocess (its embedded defaults: embedded:minilm-l6 on examples/, the default recipe: one
+pass of the frozen encoder, then 10 epochs of the head), measures wall time, CPU time and peak RSS of the child,
+and reports the evaluation it wrote. "train runtime" is Trainer's (the head's epochs); the encoder pass is in the
+wall time.
 """
 
 from __future__ import annotations

@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
 
     disable_progress_bar()
     transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()  # "Loading weights" at every fit
     started = time.time()
     torch.set_num_threads(2)
     metric = evaluate.load(str(METRIC_PATH), keep_in_memory=True)

@@ -17,7 +17,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 # Modules of this project; a "fresh environment" subprocess blocks them (see run_without_project).
 PROJECT_MODULES = (
     "configuration_arena", "modeling_arena", "encoding_arena", "pipeline_arena", "backbones", "arena_dataset",
-    "arena_metrics", "train",
+    "arena_metrics", "train", "pooled_towers",
 )
 
 BATTLES = [
