@@ -8,7 +8,8 @@
     torchrun --nproc_per_node 2 train.py ...      accelerate launch --multi_gpu --num_processes 2 train.py ...
 
 The default recipe keeps the encoder frozen: every battle's towers are pooled once (pooled_towers.py, cached) and
-the head trains on them (FROZEN_DEFAULTS, chosen by bench/quality.py's cross-validation on real votes).
+the head trains on them (FROZEN_DEFAULTS, chosen by cross-validation on real votes: bench/head_sweep.py, and
+bench/quality.py for the recipe's parts).
 `--freeze_encoder false` fine-tunes the whole encoder with the seed's values instead (SEED_DEFAULTS).
 
 Every `TrainingArguments` option works (`--fp16`/`--bf16`, `--gradient_accumulation_steps`, `--warmup_steps`,
@@ -86,9 +87,9 @@ class ModelArguments:
     freeze_encoder: bool | None = field(
         default=None,
         metadata={"help": "true (default): keep the encoder's weights as loaded, pool every battle's towers once "
-                          "(pooled_towers.py) and train the head on them, with FROZEN_DEFAULTS (the recipe measured "
-                          "by bench/quality.py). false: fine-tune the whole encoder with the seed recipe "
-                          "(SEED_DEFAULTS; for a GPU and tens of thousands of battles)."},
+                          "(pooled_towers.py) and train the head on them, with FROZEN_DEFAULTS (the recipe chosen by "
+                          "bench/head_sweep.py and bench/quality.py). false: fine-tune the whole encoder with the "
+                          "seed recipe (SEED_DEFAULTS; for a GPU and tens of thousands of battles)."},
     )
     calibrate: bool = field(
         default=False,
@@ -151,10 +152,9 @@ SEED_DEFAULTS: dict[str, Any] = {
 
 
 # The frozen-encoder recipe (the default): a linear head on pooled towers computed once, so an epoch costs
-# seconds. Weight decay here is Adagrad's coupled L2 penalty on the head's weights (AdamW's decoupled decay cannot
-# hold back 2 x 384 embedding weights fitted on a few thousand votes: 0.955 at best against 0.948). Chosen by
-# grouped 5-fold CV on ../shared/data/arena_dev.csv with fold seed 1, not the seed of the reported table, among
-# AdamW (lr 3e-4..1e-2, decay 0..3, dropout 0..0.7), RMSprop and Adagrad (lr 0.03..0.3, L2 0.01..0.05, 5..20 epochs).
+# seconds. Its weight decay is Adagrad's, which torch applies as an L2 penalty in the gradient; AdamW's decoupled
+# decay holds back the 2 x 384 embedding weights less well on a few thousand votes. Chosen by bench/head_sweep.py
+# (grouped 5-fold CV on ../shared/data/arena_dev.csv, fold seed 1, not the seed of the reported quality table).
 FROZEN_DEFAULTS: dict[str, Any] = {
     "optim": "adagrad",
     "learning_rate": 0.1,

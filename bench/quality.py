@@ -213,14 +213,15 @@ def write_report(results, args, rows: int, wall: float, embed_seconds: float, ou
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
+    recipe = ", ".join(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+                       for key, value in train.FROZEN_DEFAULTS.items())
     lines = [
         f"Grouped {args.folds}-fold CV by prompt on {rows} real votes ({Path(args.data).name}), seed {args.seed}; "
         f"frozen embedded:minilm-l6 towers at max_length {main_input[0]} ({main_input[1]}) unless named; heads "
-        f"trained by train.py's Trainer recipe (lr {train.FROZEN_DEFAULTS['learning_rate']:g}, "
-        f"{train.FROZEN_DEFAULTS['num_train_epochs']} epochs, batch {train.FROZEN_DEFAULTS['per_device_train_batch_size']}).",
+        f"trained by train.py's Trainer with its defaults ({recipe}).",
         f"Command: `python bench/quality.py --folds {args.folds} --seed {args.seed}`; wall time {wall / 60:.1f} min on "
-        f"this machine, of which {embed_seconds / 60:.1f} min for the {len(INPUT_VARIANTS) + 1} encoder passes "
-        "(cached by datasets after the first run).",
+        f"this machine, of which {embed_seconds / 60:.1f} min for the {len({main_input, *INPUT_VARIANTS})} encoder "
+        "passes (cached by datasets after the first run).",
         "",
         "| recipe | log loss (mean ± std) | accuracy | tie F1 | log loss per fold |",
         "| --- | --- | --- | --- | --- |",
