@@ -91,7 +91,8 @@ def test_training_changes_every_trainable_parameter_and_writes_a_hub_repo(traine
     unchanged = [n for n, p in after.items() if p.requires_grad and torch.equal(p.detach().cpu(), before[n].detach())]
     assert not unchanged, f"parameters not trained: {unchanged}"
     encoder = {n: p for n, p in after.items() if n.startswith("encoder.")}
-    if head == "classify":  # the default: the encoder is frozen and stays exactly as loaded
+    if head == "classify":  # the default: the encoder is frozen, the head trains on its pooled towers
+        assert {"pooled_a", "pooled_b"} <= set(result["trainer"].train_dataset.column_names)
         assert not any(p.requires_grad for p in encoder.values())
         assert all(torch.equal(p.detach().cpu(), before[n].detach()) for n, p in encoder.items())
     else:
