@@ -58,7 +58,7 @@ CALIBRATED = "defaults + temperature (--calibrate)"
 INPUT_VARIANTS = [(128, "latest_turns"), (256, "latest_turns"), (512, "head")]  # (max_length, truncation)
 # Trainer options that only concern output: no checkpoints, logs or evaluation inside the study's fits.
 QUIET = ["--do_train", "--save_strategy", "no", "--eval_strategy", "no", "--logging_strategy", "no",
-         "--disable_tqdm", "true", "--report_to", "none"]
+         "--logging_first_step", "false", "--disable_tqdm", "true", "--report_to", "none"]
 
 
 def grouped_folds(groups: list[str], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
