@@ -104,6 +104,8 @@ def model_card(model_args: Any, data_args: Any, training_args: Any, config: Any,
     eval_source = Path(eval_file).name if eval_file else data_args.dataset_name or "validation"
     dataset = _hub_dataset(data_args)
     eval_split = "validation" if data_args.validation_file or dataset else "held-out by prompt"
+    trained = ("the head only, on pooled towers of the frozen encoder" if model_args.freeze_encoder
+               else "the whole encoder and the head")
     results = [
         EvalResult(task_type="text-classification", task_name="Human preference (A / B / tie)",
                    dataset_type=dataset or "arena-battles", dataset_name=eval_source,
@@ -162,8 +164,8 @@ and needs only torch and transformers, hence `trust_remote_code=True`.
 ## Training
 
 {metrics.get('train_samples', '?')} training battles{' (+ A/B-swapped copies)' if data_args.swap_augment else ''};
-learning rate {training_args.learning_rate}, {training_args.num_train_epochs} epoch(s) (max_steps
-{training_args.max_steps}), batch {training_args.per_device_train_batch_size} per device x
+{trained}; learning rate {training_args.learning_rate}, weight decay {training_args.weight_decay},
+{training_args.num_train_epochs} epoch(s) (max_steps {training_args.max_steps}), batch {training_args.per_device_train_batch_size} per device x
 {training_args.gradient_accumulation_steps} accumulation, {training_args.optim}, seed {training_args.seed}.
 
 ## Limits
