@@ -166,7 +166,8 @@ and needs only torch and transformers, hence `trust_remote_code=True`.
 {metrics.get('train_samples', '?')} training battles{' (+ A/B-swapped copies)' if data_args.swap_augment else ''};
 {trained}; learning rate {training_args.learning_rate}, weight decay {training_args.weight_decay},
 {training_args.num_train_epochs} epoch(s) (max_steps {training_args.max_steps}), batch
-{training_args.per_device_train_batch_size} per device x {training_args.gradient_accumulation_steps} accumulation, {training_args.optim}, seed {training_args.seed}.
+{training_args.per_device_train_batch_size} per device x {training_args.gradient_accumulation_steps} accumulation,
+{training_args.optim}, seed {training_args.seed}.
 
 ## Limits
 
