@@ -200,14 +200,17 @@ class ArenaModel(ArenaPreTrainedModel):
         if pooled_a is not None or pooled_b is not None:
             if pooled_a is None or pooled_b is None or input_ids_a is not None or input_ids_b is not None:
                 raise ValueError("give either pooled_a and pooled_b, or the token ids of both towers")
-            logits, rewards = self.compare(self.dropout(pooled_a), self.dropout(pooled_b), style_a, style_b)
-            return self._output(logits, rewards, labels, return_dict)
-        if input_ids_a is None or input_ids_b is None or attention_mask_a is None or attention_mask_b is None:
+        elif input_ids_a is None or input_ids_b is None or attention_mask_a is None or attention_mask_b is None:
             raise ValueError("input_ids_a, attention_mask_a, input_ids_b and attention_mask_b are required "
                              "(or pooled_a and pooled_b)")
-        pooled_a, pooled_b = self.encode_towers(input_ids_a, attention_mask_a, input_ids_b, attention_mask_b)
+        else:
+            pooled_a, pooled_b = self.encode_towers(input_ids_a, attention_mask_a, input_ids_b, attention_mask_b)
         logits, rewards = self.compare(self.dropout(pooled_a), self.dropout(pooled_b), style_a, style_b)
-        return self._output(logits, rewards, labels, return_dict)
+
+        loss = None if labels is None else self.loss(logits, labels, rewards)
+        if return_dict is False:
+            return tuple(v for v in (loss, logits, rewards) if v is not None)
+        return ArenaOutput(loss=loss, logits=logits, rewards=rewards)
 
     def encode_towers(
         self,
@@ -230,13 +233,6 @@ class ArenaModel(ArenaPreTrainedModel):
         )
         pooled = self.encode(ids, mask)  # (2B, H)
         return pooled[:batch], pooled[batch:]
-
-    def _output(self, logits: torch.Tensor, rewards: torch.Tensor | None, labels: torch.Tensor | None,
-                return_dict: bool | None) -> ArenaOutput | tuple:
-        loss = None if labels is None else self.loss(logits, labels, rewards)
-        if return_dict is False:
-            return tuple(v for v in (loss, logits, rewards) if v is not None)
-        return ArenaOutput(loss=loss, logits=logits, rewards=rewards)
 
     def compare(
         self,
