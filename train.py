@@ -3,7 +3,7 @@
     python train.py                     # the main job: the example battles, embedded:minilm-l6, out/arena-minilm
     python train.py config.yaml         # the same keys as the command line, in a YAML or JSON file
     python train.py --train_file train.csv --model_name_or_path microsoft/deberta-v3-base --head classify \
-        --max_length 1024 --output_dir out/deberta_v3_base --fp16
+        --freeze_encoder false --max_length 1024 --output_dir out/deberta_v3_base --fp16
     python train.py --model_name_or_path out/deberta_v3_base --do_predict --test_file test.csv --output_dir out/pred
     torchrun --nproc_per_node 2 train.py ...      accelerate launch --multi_gpu --num_processes 2 train.py ...
 

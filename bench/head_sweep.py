@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -45,16 +44,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "head_sweep.md"))
     args = parser.parse_args()
 
-    import evaluate
-    from datasets.utils.logging import disable_progress_bar
-    from transformers.utils import logging as transformers_logging
-
-    disable_progress_bar()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
     started = time.time()
-    torch.set_num_threads(2)
-    metric = evaluate.load(str(quality.METRIC_PATH), keep_in_memory=True)
+    metric = quality.study_setup()
     data = load_arena(str(quality.DEFAULT_DATA))
     y = np.asarray(data["label"])
     folds = quality.grouped_folds([prompt_group(p) for p in data["prompt"]], args.folds, args.seed)

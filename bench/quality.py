@@ -126,6 +126,19 @@ def score(metric, probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"log_loss": out["log_loss"], "accuracy": out["accuracy"], "f1_tie": out["f1_winner_tie"]}
 
 
+def study_setup():
+    """Two threads, no progress bars or load messages for the many fits; returns the repo's evaluate metric."""
+    import evaluate
+    from datasets.utils.logging import disable_progress_bar
+    from transformers.utils import logging as transformers_logging
+
+    disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()  # "Loading weights" at every fit
+    torch.set_num_threads(2)
+    return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
@@ -135,16 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
 
-    import evaluate
-    from datasets.utils.logging import disable_progress_bar
-    from transformers.utils import logging as transformers_logging
-
-    disable_progress_bar()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()  # "Loading weights" at every fit
     started = time.time()
-    torch.set_num_threads(2)
-    metric = evaluate.load(str(METRIC_PATH), keep_in_memory=True)
+    metric = study_setup()
     data = load_arena(args.data)
     if args.limit:
         data = data.select(range(min(args.limit, len(data))))
