@@ -51,14 +51,18 @@ INFERENCE_PATHS = {
     "direct_int8": "as direct_sorted, encoder Linear layers dynamically quantized to int8",
     "direct_bf16": "as direct_sorted, bf16 autocast",
     "direct_compile": "as direct_sorted, torch.compile(dynamic=True) (compiled in the untimed warm-up pass)",
+    "onnxruntime": "as direct_sorted, the encoder exported to ONNX and run by ONNX Runtime (fused attention, "
+                   "layer-norm and GELU kernels), fp32",
+    "onnxruntime_int8": "as onnxruntime, dynamically quantized (per-channel int8 weights)",
     "pipeline": "pipeline('arena-preference') defaults, batch_size=B, from raw battles (tokenization included)",
 }
 TRAINING_PATHS = {
     "train_reference": "seed: padded to 512, two encoder calls, batch 2, fp32, input order",
     "train_fast": "model(): one call, length-sorted batches within the reference's token budget, fp32",
 }
-DEFAULT_PATHS = ["reference", "direct_unsorted", "direct_no_grad", "direct_sorted", "direct_int8", "pipeline",
-                 "train_reference", "train_fast"]
+DEFAULT_PATHS = ["reference", "direct_unsorted", "direct_no_grad", "direct_sorted", "direct_int8", "onnxruntime",
+                 "onnxruntime_int8", "pipeline", "train_reference", "train_fast"]
+ONNX_FILES = {"onnxruntime": "encoder.onnx", "onnxruntime_int8": "encoder_int8.onnx"}
 
 
 # ------------------------------------------------------------------------------------------------- shared setup
@@ -83,6 +87,21 @@ def build_model_dir(workdir: Path) -> Path:
         model.style_classifier.weight.normal_(std=0.05)
     ArenaPreferencePipeline(model=model, tokenizer=tokenizer).save_pretrained(str(workdir / "model"))
     return workdir / "model"
+
+
+def export_onnx(model_dir: Path, out_dir: Path) -> float:
+    """The ONNX Runtime paths' graphs (bench/onnx_encoder.py), exported once for all workers; returns the seconds
+    the export, fusion and quantization took (a one-off cost per model, not counted in pairs/s)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as err:
+        raise SystemExit(f"the onnxruntime paths need onnx and onnxruntime: pip install -e '.[dev]' ({err})") from err
+    from modeling_arena import ArenaModel
+    from onnx_encoder import export_encoder
+
+    start = time.perf_counter()
+    export_encoder(ArenaModel.from_pretrained(model_dir), out_dir)
+    return time.perf_counter() - start
 
 
 def encoder_flops(n: int, length: int, config) -> float:
@@ -149,7 +168,7 @@ def token_budget_batches(features: dict, order: list[int], budget: int) -> list[
     return batches + [current] if current else batches
 
 
-def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pairs: int) -> dict:
+def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pairs: int, onnx_dir: str | None) -> dict:
     """path -> (run, pairs, FLOPs): `run()` does one pass of that path and returns the probabilities of every battle
     in input order (inference) or None (training: `train_pairs` pairs of forward + backward + AdamW step, on the
     path's own copy of the model). FLOPs are counted from the shapes the pass really runs, padding included."""
@@ -188,10 +207,14 @@ def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pair
                             probs[i] = p
                 return probs
             passes[path] = (run, len(battles), 2 * encoder_flops(len(battles), MAX_LENGTH, config))
-        elif path.startswith("direct"):
+        elif path.startswith("direct") or path in ONNX_FILES:
             order = length_order(features) if path != "direct_unsorted" else list(range(len(battles)))
             collated, flops = shaped(sorted_batches(features, order, BATCH))
             runner = quantized_copy(model) if path == "direct_int8" else model
+            if path in ONNX_FILES:
+                from onnx_encoder import onnx_runner
+
+                runner = onnx_runner(model, Path(onnx_dir) / ONNX_FILES[path], THREADS)
             if path == "direct_compile":
                 runner = torch.compile(model, dynamic=True)
             context = torch.no_grad if path == "direct_no_grad" else torch.inference_mode
@@ -243,14 +266,15 @@ def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pair
     return passes
 
 
-def interleaved_rates(paths: list[str], model_dir: str, battles_file: str, repeats: int, train_pairs: int) -> dict:
+def interleaved_rates(paths: list[str], model_dir: str, battles_file: str, repeats: int, train_pairs: int,
+                      onnx_dir: str | None) -> dict:
     """pairs/s and FLOP/s of every path, measured in ONE process with the paths taking turns, pass by pass.
 
     In separate processes minutes apart the same path drifted by more than the differences being measured (clock,
     other jobs); taking turns exposes every path to the same drift, so the ratios hold. Each path: one warm-up
     pass (and compilation), then the median of `repeats` passes.
     """
-    passes = build_passes(paths, model_dir, battles_file, train_pairs)
+    passes = build_passes(paths, model_dir, battles_file, train_pairs, onnx_dir)
     times: dict[str, list[float]] = {path: [] for path in passes}
     for round_ in range(repeats + 1):  # round 0 warms every path up, untimed
         for path, (run, _, _) in passes.items():
@@ -263,12 +287,25 @@ def interleaved_rates(paths: list[str], model_dir: str, battles_file: str, repea
             for path, (_, pairs, flops) in passes.items()}
 
 
-def probabilities_and_memory(path: str, model_dir: str, battles_file: str, train_pairs: int) -> dict:
+def probabilities_and_memory(path: str, model_dir: str, battles_file: str, train_pairs: int,
+                             onnx_dir: str | None) -> dict:
     """One pass of one path in this (fresh) process: its probabilities and its peak RSS."""
-    run, _, _ = build_passes([path], model_dir, battles_file, train_pairs)[path]
+    run, _, _ = build_passes([path], model_dir, battles_file, train_pairs, onnx_dir)[path]
     probs = run()
     result = {"probs": probs} if probs is not None else {}
-    return result | {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return result | {"peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size. Linux's VmHWM, not getrusage's ru_maxrss: a child started by
+    fork/vfork + exec inherits the parent's high-water mark in ru_maxrss, so every worker would report at least the
+    driver's RSS (the figures of earlier runs of this benchmark did: the same 575 MB for every inference path)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ----------------------------------------------------------------------------------------------- parent (driver)
@@ -283,7 +320,8 @@ def main() -> None:
     parser.add_argument("--n_battles", type=int, default=16)
     parser.add_argument("--stride", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train_pairs", type=int, default=8, help="pairs per training measurement")
+    parser.add_argument("--train_pairs", type=int, default=16,
+                        help="pairs per training measurement: the first N of the inference battles")
     parser.add_argument("--paths", nargs="*", default=DEFAULT_PATHS,
                         choices=[*INFERENCE_PATHS, *TRAINING_PATHS])
     parser.add_argument("--batch_size", type=int, default=BATCH, help="pairs per batch, fast inference paths")
@@ -291,14 +329,16 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model_dir", help=argparse.SUPPRESS)
     parser.add_argument("--battles_file", help=argparse.SUPPRESS)
+    parser.add_argument("--onnx_dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker == "interleaved":
         print(json.dumps(interleaved_rates(args.paths, args.model_dir, args.battles_file, args.repeats,
-                                           args.train_pairs)))
+                                           args.train_pairs, args.onnx_dir)))
         return
     if args.worker:
-        print(json.dumps(probabilities_and_memory(args.worker, args.model_dir, args.battles_file, args.train_pairs)))
+        print(json.dumps(probabilities_and_memory(args.worker, args.model_dir, args.battles_file, args.train_pairs,
+                                                  args.onnx_dir)))
         return
 
     import torch
@@ -312,9 +352,14 @@ def main() -> None:
         battles = load_battles(args.n_battles, args.stride)
         (workdir / "battles.json").write_text(json.dumps(battles))
         model_dir = build_model_dir(workdir)
+        if any(path in ONNX_FILES for path in args.paths):
+            onnx_seconds = export_onnx(model_dir, workdir / "onnx")
+            common_onnx = ["--onnx_dir", str(workdir / "onnx")]
+        else:
+            onnx_seconds, common_onnx = None, []
         peak = {name: matmul_peak(name) for name in ("float32", "bfloat16")}
         common = ["--model_dir", str(model_dir), "--battles_file", str(workdir / "battles.json"),
-                  "--train_pairs", str(args.train_pairs)]
+                  "--train_pairs", str(args.train_pairs), *common_onnx]
 
         def worker(name: str, *extra: str) -> dict:
             proc = subprocess.run([sys.executable, __file__, "--worker", name, *common, *extra], capture_output=True,
@@ -335,7 +380,7 @@ def main() -> None:
         peak["float32"] = max(peak["float32_before"], peak["float32_after"])  # practical peak: the faster of the two
     labels = [b["label"] for b in battles]
     lengths = _tower_lengths(battles, model_dir=None)
-    report = render(args, results, peak, labels, lengths, time.time() - started)
+    report = render(args, results, peak, labels, lengths, time.time() - started, onnx_seconds)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)
     Path(args.out).with_suffix(".json").write_text(json.dumps(
@@ -355,7 +400,21 @@ def _tower_lengths(battles: list[dict], model_dir=None) -> tuple[float, float]:
     return sum(lengths) / len(lengths), 1 - sum(lengths) / (len(lengths) * MAX_LENGTH)
 
 
-def render(args, results: dict, peak: dict, labels: list[int], lengths: tuple, seconds: float) -> str:
+def ceiling(name: str, slow_path: str, fast_path: str, results: dict, peak: float) -> str:
+    """The most a lossless fp32 path can gain on these battles: it must still compute the FLOPs of the fast path's
+    real (unpadded) towers, and at best at 100% of the matmul peak, where the reference runs at its measured
+    fraction of it."""
+    slow, fast = results[slow_path], results[fast_path]
+    flops_ratio = (slow["flops_per_s"] / slow["pairs_per_s"]) / (fast["flops_per_s"] / fast["pairs_per_s"])
+    efficiency = slow["flops_per_s"] / peak
+    return (f"{name} ceiling in fp32: the reference computes {flops_ratio:.2f}x the FLOPs per pair of {fast_path} "
+            f"(padding) at {efficiency:.0%} of the matmul peak, so a lossless fp32 path running at 100% of the peak "
+            f"would reach {flops_ratio / efficiency:.2f}x the reference; {fast_path} reaches "
+            f"{fast['pairs_per_s'] / slow['pairs_per_s']:.2f}x.")
+
+
+def render(args, results: dict, peak: dict, labels: list[int], lengths: tuple, seconds: float,
+           onnx_seconds: float | None) -> str:
     import platform
 
     import torch
@@ -398,6 +457,11 @@ def render(args, results: dict, peak: dict, labels: list[int], lengths: tuple, s
         ratio = results["pipeline"]["pairs_per_s"] / results["direct_sorted"]["pairs_per_s"]
         lines += ["", "Pipeline end to end (tokenization, collation and output dicts included) vs the model called "
                   f"directly on the same length-sorted batches (direct_sorted): {ratio:.2f}x its speed."]
+    for name, slow, fast in (("Inference", "reference", "direct_sorted"), ("Training", "train_reference", "train_fast")):
+        if slow in results and fast in results:
+            lines += ["", ceiling(name, slow, fast, results, peak["float32"])]
+    if onnx_seconds is not None:
+        lines += ["", f"ONNX export, fusion and int8 quantization (once per model, not timed above): {onnx_seconds:.0f} s."]
     return "\n".join(lines) + "\n"
 
 
