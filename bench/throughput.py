@@ -60,8 +60,8 @@ TRAINING_PATHS = {
     "train_reference": "seed: padded to 512, two encoder calls, batch 2, fp32, input order",
     "train_fast": "model(): one call, length-sorted batches within the reference's token budget, fp32",
 }
-DEFAULT_PATHS = ["reference", "direct_unsorted", "direct_no_grad", "direct_sorted", "direct_int8", "onnxruntime",
-                 "onnxruntime_int8", "pipeline", "train_reference", "train_fast"]
+DEFAULT_PATHS = ["reference", "direct_unsorted", "direct_no_grad", "direct_sorted", "direct_int8", "direct_compile",
+                 "onnxruntime", "onnxruntime_int8", "pipeline", "train_reference", "train_fast"]
 ONNX_FILES = {"onnxruntime": "encoder.onnx", "onnxruntime_int8": "encoder_int8.onnx"}
 
 
