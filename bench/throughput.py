@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +46,11 @@ BATCH = int(os.environ.get("ARENA_BENCH_BATCH", 1))
 
 INFERENCE_PATHS = {
     "reference": "seed: towers padded to 512, two encoder calls, batch 2, fp32, input order, no_grad",
-    "direct_unsorted": "model(): both towers in one call, dynamic padding, batch B, input order, inference_mode",
-    "direct_no_grad": "model(): one call, length-sorted batches of B, fp32, no_grad",
-    "direct_sorted": "model(): one call, length-sorted batches of B, fp32, inference_mode",
+    "direct_unsorted": "model(): dynamic padding, batch B, input order, inference_mode",
+    "direct_no_grad": "model(): length-sorted batches of B, fp32, no_grad",
+    "direct_sorted": "model(): a call per side, each trimmed to its longest tower, length-sorted batches of B, fp32, "
+                     "inference_mode",
+    "direct_one_call": "as direct_sorted, both towers in one call (encode_towers(one_call=True))",
     "direct_int8": "as direct_sorted, encoder Linear layers dynamically quantized to int8",
     "direct_bf16": "as direct_sorted, bf16 autocast",
     "direct_compile": "as direct_sorted, torch.compile(dynamic=True) (compiled in the untimed warm-up pass)",
@@ -58,10 +61,12 @@ INFERENCE_PATHS = {
 }
 TRAINING_PATHS = {
     "train_reference": "seed: padded to 512, two encoder calls, batch 2, fp32, input order",
-    "train_fast": "model(): one call, length-sorted batches within the reference's token budget, fp32",
+    "train_fast": "model(): a call per side, length-sorted batches within the reference's token budget, fp32",
+    "train_one_call": "as train_fast, both towers in one call (encode_towers(one_call=True))",
 }
-DEFAULT_PATHS = ["reference", "direct_unsorted", "direct_no_grad", "direct_sorted", "direct_int8", "direct_compile",
-                 "onnxruntime", "onnxruntime_int8", "pipeline", "train_reference", "train_fast"]
+DEFAULT_PATHS = ["reference", "direct_unsorted", "direct_no_grad", "direct_sorted", "direct_one_call", "direct_int8",
+                 "direct_compile", "onnxruntime", "onnxruntime_int8", "pipeline", "train_reference", "train_fast",
+                 "train_one_call"]
 ONNX_FILES = {"onnxruntime": "encoder.onnx", "onnxruntime_int8": "encoder_int8.onnx"}
 
 
@@ -145,6 +150,19 @@ def quantized_copy(model):
     return fast
 
 
+def one_call_forward(model, labels=None, **batch):
+    """ArenaModel.forward with both towers in one encoder call: encode_towers(one_call=True), then the same head
+    and loss."""
+    from modeling_arena import ArenaOutput
+
+    pooled_a, pooled_b = model.encode_towers(*(batch[k] for k in ("input_ids_a", "attention_mask_a", "input_ids_b",
+                                                                  "attention_mask_b")), one_call=True)
+    logits, rewards = model.compare(model.dropout(pooled_a), model.dropout(pooled_b), batch.get("style_a"),
+                                    batch.get("style_b"))
+    loss = None if labels is None else model.loss(logits, labels, rewards)
+    return ArenaOutput(loss=loss, logits=logits, rewards=rewards)
+
+
 def sorted_batches(features: dict, order: list[int], batch: int):
     return [order[i : i + batch] for i in range(0, len(order), batch)]
 
@@ -192,9 +210,12 @@ def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pair
     labels = torch.tensor([b["label"] for b in battles])
     reference_batches = list(seed_batches(features, MAX_LENGTH, tokenizer.pad_token_id))
 
-    def shaped(batches):  # (index, collated batch) and the FLOPs of one forward pass over them
+    def shaped(batches, one_call=False):  # (index, collated batch) and the FLOPs of one forward pass over them
         collated = [(idx, collate([rows[i] for i in idx])) for idx in batches]
-        return collated, sum(encoder_flops(2 * len(idx), b["input_ids_a"].shape[1], config) for idx, b in collated)
+        if one_call:  # both sides padded to the batch's longest tower
+            return collated, sum(encoder_flops(2 * len(idx), b["input_ids_a"].shape[1], config) for idx, b in collated)
+        return collated, sum(encoder_flops(len(idx), int(b[f"attention_mask_{side}"].sum(-1).max()), config)
+                             for idx, b in collated for side in "ab")
 
     passes: dict = {}
     for path in paths:
@@ -209,8 +230,10 @@ def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pair
             passes[path] = (run, len(battles), 2 * encoder_flops(len(battles), MAX_LENGTH, config))
         elif path.startswith("direct") or path in ONNX_FILES:
             order = length_order(features) if path != "direct_unsorted" else list(range(len(battles)))
-            collated, flops = shaped(sorted_batches(features, order, BATCH))
+            collated, flops = shaped(sorted_batches(features, order, BATCH), one_call=path == "direct_one_call")
             runner = quantized_copy(model) if path == "direct_int8" else model
+            if path == "direct_one_call":
+                runner = partial(one_call_forward, model)
             if path in ONNX_FILES:
                 from onnx_encoder import onnx_runner
 
@@ -257,11 +280,13 @@ def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pair
             else:
                 subset = {k: v[:train_pairs] for k, v in features.items()}
                 collated, flops = shaped(token_budget_batches(subset, length_order(subset),
-                                                              SEED_BATCH_PAIRS * MAX_LENGTH))
+                                                              SEED_BATCH_PAIRS * MAX_LENGTH),
+                                         one_call=path == "train_one_call")
+                forward = partial(one_call_forward, trained) if path == "train_one_call" else trained
 
-                def run(collated=collated, trained=trained, step=step):
+                def run(collated=collated, forward=forward, step=step):
                     for idx, batch in collated:
-                        step(trained(**batch, labels=labels[idx]).loss)
+                        step(forward(**batch, labels=labels[idx]).loss)
                 passes[path] = (run, len(subset["input_ids_a"]), 3 * flops)
     return passes
 

@@ -191,3 +191,29 @@ def test_tiny_deberta_is_deterministic():
     (a, ta), (b, tb) = load_model("embedded:tiny-deberta"), load_model("embedded:tiny-deberta")
     assert ta.get_vocab() == tb.get_vocab()
     assert all(torch.equal(x, y) for x, y in zip(a.encoder.parameters(), b.encoder.parameters()))
+
+
+def test_a_call_per_side_trims_padding_and_matches_one_call(tiny_model, tiny_batch):
+    """encode_towers' default (a call per side, each trimmed to its longest tower) and one_call=True pool the same
+    vectors, also when the collator padded one side far past its own towers."""
+    from modeling_arena import _trim
+
+    tiny_model.eval()
+    a = (tiny_batch["input_ids_a"], tiny_batch["attention_mask_a"])
+    b = tuple(torch.nn.functional.pad(t, (0, 7)) for t in (tiny_batch["input_ids_b"], tiny_batch["attention_mask_b"]))
+    assert _trim(*b)[0].shape[1] == tiny_batch["input_ids_b"].shape[1] == int(tiny_batch["attention_mask_b"].sum(-1).max())
+    with torch.no_grad():
+        per_side = tiny_model.encode_towers(*a, *b)
+        one_call = tiny_model.encode_towers(*a, *b, one_call=True)
+    for x, y in zip(per_side, one_call):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
+
+
+def test_trim_keeps_left_padding_and_real_tokens():
+    from modeling_arena import _trim
+
+    ids = torch.tensor([[0, 5, 6, 0, 0], [7, 8, 9, 0, 0]])
+    mask = torch.tensor([[0, 1, 1, 0, 0], [1, 1, 1, 0, 0]])
+    trimmed_ids, trimmed_mask = _trim(ids, mask)
+    assert trimmed_ids.tolist() == [[0, 5, 6], [7, 8, 9]] and trimmed_mask.tolist() == [[0, 1, 1], [1, 1, 1]]
+    assert _trim(ids, torch.zeros_like(mask))[0].shape == (2, 1)
