@@ -2,15 +2,18 @@
 
 One command, one run, side by side on the same real battles, the same weights and the same thread count:
 
-    python bench/throughput.py                     # ~7 minutes on 2 cores; writes bench/results/throughput.{md,json}
-    python bench/throughput.py --n_battles 8 --repeats 1 --train_pairs 4    # a smoke run (a minute or two)
+    python bench/throughput.py                     # ~15 minutes on 2 cores; writes bench/results/throughput.{md,json}
+    python bench/throughput.py --n_battles 8 --repeats 1 --train_pairs 4    # a smoke run (a few minutes)
 
 Speed is measured with all paths taking turns, pass by pass, in one process (processes run minutes apart drift by
 more than the differences being measured on a shared machine); probabilities and peak RSS come from each path run once in its own subprocess, so
 that its peak RSS is its own. Inference paths report pairs/s (median of `--repeats` passes over the battles), the
 log loss of their probabilities and its difference from the reference's, and the achieved FLOP/s
 (counted from the shapes each forward pass really ran, padding included) as a fraction of what a large fp32
-`torch.matmul` reaches in the same run. Training paths report pairs/s for forward + backward + AdamW step.
+`torch.matmul` reaches in the same run. Training paths report pairs/s for forward + backward + AdamW step, on the
+first `--train_pairs` battles (by default all of them: the same battles as inference). Under the table, a ceiling
+line per mode bounds what any lossless fp32 path could reach (`ceiling`). The ONNX Runtime paths need onnx and
+onnxruntime (the `dev` extra; bench/onnx_encoder.py).
 
 Battles: every `--stride`-th of the first `--n_battles * --stride` rows of ../shared/data/arena_dev.csv (the first
 83 rows are long Arena-140k battles, the next ones MT-Bench; the stride keeps both in the sample). Weights:
