@@ -100,10 +100,11 @@ def build_model_dir(workdir: Path) -> Path:
 def export_onnx(model_dir: Path, out_dir: Path) -> float:
     """The ONNX Runtime paths' graphs (bench/onnx_encoder.py), exported once for all workers; returns the seconds
     the export, fusion and quantization took (a one-off cost per model, not counted in pairs/s)."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError as err:
-        raise SystemExit(f"the onnxruntime paths need onnx and onnxruntime: pip install -e '.[dev]' ({err})") from err
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(f"the onnxruntime paths need {' and '.join(missing)}: pip install -e '.[dev]'")
     from modeling_arena import ArenaModel
     from onnx_encoder import export_encoder
 
