@@ -88,13 +88,14 @@ def test_onnxruntime_encoder_matches_the_pytorch_encoder(tiny_tokenizer, tiny_ba
 
     from modeling_arena import ArenaModel
 
-    torch.manual_seed(0)
-    encoder = BertModel(BertConfig(vocab_size=tiny_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                                   num_attention_heads=4, intermediate_size=64, max_position_embeddings=64),
-                        add_pooling_layer=False)
-    model = ArenaModel.from_encoder(encoder).eval()
-    with torch.no_grad():
-        model.classifier.weight.normal_(std=0.5)  # a head that reacts to the towers, not near-uniform output
+    with torch.random.fork_rng():  # seeded here without moving the global RNG of the tests that follow
+        torch.manual_seed(0)
+        encoder = BertModel(BertConfig(vocab_size=tiny_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=4, intermediate_size=64, max_position_embeddings=64),
+                            add_pooling_layer=False)
+        model = ArenaModel.from_encoder(encoder).eval()
+        with torch.no_grad():
+            model.classifier.weight.normal_(std=0.5)  # a head that reacts to the towers, not near-uniform output
     paths = export_encoder(model, tmp_path)
     import onnx
 

@@ -34,9 +34,10 @@ def _swapped(battle):
 
 @pytest.fixture()
 def judge(tiny_model, tiny_tokenizer):
+    generator = torch.Generator().manual_seed(0)  # its own: the global RNG's state depends on the tests before
     with torch.no_grad():  # a classifier far from uniform, so A/B differences show
-        tiny_model.classifier.weight.normal_(std=1.0)
-        tiny_model.style_classifier.weight.normal_(std=1.0)
+        tiny_model.classifier.weight.normal_(std=1.0, generator=generator)
+        tiny_model.style_classifier.weight.normal_(std=1.0, generator=generator)
     return ArenaPreferencePipeline(model=tiny_model.eval(), tokenizer=tiny_tokenizer)
 
 
@@ -44,9 +45,10 @@ def judge(tiny_model, tiny_tokenizer):
 def rank_judge(tiny_model, tiny_tokenizer):
     config = ArenaConfig(encoder_config=tiny_model.config.encoder_config.to_dict(), head="rank", max_length=64)
     model = ArenaModel(config, encoder=tiny_model.encoder).eval()
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        model.reward_head.weight.normal_(std=1.0)
-        model.style_reward.weight.normal_(std=1.0)
+        model.reward_head.weight.normal_(std=1.0, generator=generator)
+        model.style_reward.weight.normal_(std=1.0, generator=generator)
     return ArenaPreferencePipeline(model=model, tokenizer=tiny_tokenizer)
 
 
