@@ -615,7 +615,8 @@ def tokenize_arena(
     truncation: str = "latest_turns",
     num_proc: int | None = None,
 ) -> datasets.Dataset:
-    """Add tower inputs (`input_ids_a`, `input_ids_b`: token ids, no padding; `style_a`, `style_b`: floats).
+    """Add tower inputs (`input_ids_a`, `input_ids_b`: token ids, no padding; `style_a`, `style_b`: floats) and
+    `length`, the longer tower's token count (what `--train_sampling_strategy group_by_length` groups by).
 
     A batched, cached `datasets.map` over `encoding_arena.encode_battles` (the one function the pipeline uses
     too). `num_proc` splits the work over processes; a fast tokenizer already batches in Rust, so it pays only
@@ -623,10 +624,12 @@ def tokenize_arena(
     """
 
     def encode(batch: dict[str, list], encoder_source: str) -> dict[str, list]:
-        return encode_battles(batch["prompt"], batch["response_a"], batch["response_b"], tokenizer, max_length,
-                              truncation)
+        towers = encode_battles(batch["prompt"], batch["response_a"], batch["response_b"], tokenizer, max_length,
+                                truncation)
+        return towers | {"length": [max(len(a), len(b)) for a, b in zip(towers["input_ids_a"],
+                                                                        towers["input_ids_b"])]}
 
-    features = datasets.Features({**dataset.features, **TOWER_FEATURES})
+    features = datasets.Features({**dataset.features, **TOWER_FEATURES, "length": datasets.Value("int32")})
     # datasets fingerprints `encode` by reference to encode_battles, not by its code: the source hash in the
     # fn_kwargs makes a changed encoding_arena.py miss the cache instead of reusing stale tower inputs.
     return dataset.map(encode, batched=True, num_proc=num_proc, features=features,

@@ -250,11 +250,23 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
 
 
 DO_FLAGS = ("do_train", "do_eval", "do_predict")
+# What Trainer's batches are made of: the columns ArenaCollator reads, and `length` for length grouping.
+MODEL_COLUMNS = ("input_ids_a", "input_ids_b", "pooled_a", "pooled_b", "style_a", "style_b", "label", "labels",
+                 "length")
+
+
+def model_columns(dataset: Any) -> Any:
+    """The dataset with only its MODEL_COLUMNS: Trainer runs with remove_unused_columns off (recipe_defaults)."""
+    return dataset.select_columns([c for c in MODEL_COLUMNS if c in dataset.column_names])
 
 
 def recipe_defaults(freeze_encoder: bool) -> dict[str, Any]:
-    """TrainingArguments defaults of the recipe: the frozen-encoder head recipe, or the seed's fine-tuning one."""
-    return {**SEED_DEFAULTS, **(FROZEN_DEFAULTS if freeze_encoder else {})}
+    """TrainingArguments defaults of the recipe: the frozen-encoder head recipe, or the seed's fine-tuning one.
+
+    remove_unused_columns is off because `tokenize` already keeps only MODEL_COLUMNS: Trainer's own removal would
+    also drop `length`, which its length grouping (--train_sampling_strategy group_by_length) reads; without it
+    Trainer looks for an `input_ids` column, which a two-tower battle does not have."""
+    return {**SEED_DEFAULTS, **(FROZEN_DEFAULTS if freeze_encoder else {}), "remove_unused_columns": False}
 
 
 def _fill_in_defaults(data_args: DataArguments, training_args: Any, chosen: set[str]) -> None:
@@ -390,7 +402,7 @@ def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, data_args: Data
                 out[name] = embed_towers(out[name], model, batch_size=training_args.per_device_eval_batch_size)
     if data_args.swap_augment and "train" in out:
         out["train"] = concatenate_datasets([out["train"], swap_battles(out["train"])])
-    return out
+    return {name: model_columns(split) for name, split in out.items()}
 
 
 # ------------------------------------------------------------------------------------------------------ metrics

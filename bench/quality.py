@@ -80,7 +80,7 @@ def fit_recipe(options: list[str], battles, seed: int, workdir: str):
     model, tokenizer = train.load_model_and_tokenizer(model_args)
     if data_args.swap_augment:
         battles = concatenate_datasets([battles, swap_battles(battles)])
-    Trainer(model=model, args=training_args, train_dataset=battles,
+    Trainer(model=model, args=training_args, train_dataset=train.model_columns(battles),
             data_collator=ArenaCollator(pad_token_id=tokenizer.pad_token_id or 0)).train()
     return model.eval()
 

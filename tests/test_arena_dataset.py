@@ -398,8 +398,9 @@ def test_tokenize_arena_adds_tower_inputs_and_keeps_label(tiny_tokenizer, load):
     battles = load(ROOT / "examples" / "train.jsonl")
     encoded = tokenize_arena(battles, tiny_tokenizer, 40)
     assert set(encoded.column_names) == set(battles.column_names) | {"input_ids_a", "input_ids_b", "style_a",
-                                                                     "style_b"}
+                                                                     "style_b", "length"}
     assert encoded["label"] == battles["label"]
+    assert encoded["length"] == [max(len(a), len(b)) for a, b in zip(encoded["input_ids_a"], encoded["input_ids_b"])]
     assert max(len(ids) for side in ("a", "b") for ids in encoded[f"input_ids_{side}"]) <= 40
 
 

@@ -463,3 +463,24 @@ def test_a_failed_save_leaves_the_previous_model_intact(tmp_path, monkeypatch):
         train.save_repo(model, tokenizer, tmp_path / "repo")
     assert {p.name: p.read_bytes() for p in (tmp_path / "repo").iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["repo"], "staging folder left behind"
+
+
+@pytest.mark.parametrize("freeze", ["true", "false"])
+def test_length_grouping_groups_battles_by_their_longer_tower(freeze, data, tmp_path):
+    """--train_sampling_strategy group_by_length: Trainer reads the `length` column (the longer tower of each
+    battle), which it would otherwise look for in an `input_ids` column that two-tower battles do not have."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    result = train.main([*TINY, *files_args(data), "--freeze_encoder", freeze, "--train_sampling_strategy",
+                         "group_by_length", "--max_steps", "2", "--save_strategy", "no", "--eval_strategy", "no",
+                         "--output_dir", str(tmp_path / "out")])
+    trainer = result["trainer"]
+    assert trainer.state.global_step == 2
+    loader = trainer.get_train_dataloader()
+    sampler = loader.batch_sampler.sampler  # accelerate keeps the sampler inside its batch sampler
+    assert isinstance(sampler, LengthGroupedSampler)
+    assert sampler.lengths == trainer.train_dataset["length"]
+    if freeze == "false":
+        lengths = [max(len(a), len(b)) for a, b in zip(trainer.train_dataset["input_ids_a"],
+                                                        trainer.train_dataset["input_ids_b"])]
+        assert sampler.lengths == lengths
