@@ -486,11 +486,13 @@ def render(args, results: dict, peak: dict, labels: list[int], lengths: tuple, s
         ratio = results["pipeline"]["pairs_per_s"] / results["direct_sorted"]["pairs_per_s"]
         lines += ["", "Pipeline end to end (tokenization, collation and output dicts included) vs the model called "
                   f"directly on the same length-sorted batches (direct_sorted): {ratio:.2f}x its speed."]
-    for name, slow, fast in (("Inference", "reference", "direct_sorted"), ("Training", "train_reference", "train_fast")):
+    modes = (("Inference", "reference", "direct_sorted"), ("Training", "train_reference", "train_fast"))
+    for name, slow, fast in modes:
         if slow in results and fast in results:
             lines += ["", ceiling(name, slow, fast, results, peak["float32"])]
     if onnx_seconds is not None:
-        lines += ["", f"ONNX export, fusion and int8 quantization (once per model, not timed above): {onnx_seconds:.0f} s."]
+        lines += ["", "ONNX export, fusion and int8 quantization (once per model, not timed above): "
+                  f"{onnx_seconds:.0f} s."]
     return "\n".join(lines) + "\n"
 
 
