@@ -110,3 +110,27 @@ def test_onnxruntime_encoder_matches_the_pytorch_encoder(tiny_tokenizer, tiny_ba
     assert (int8 - expected).abs().max() < 0.05
     assert isinstance(model.encoder, BertModel)
     torch.testing.assert_close(again, expected, atol=0, rtol=0)
+
+
+def test_ceiling_bounds_a_lossless_path_by_the_references_flops_and_efficiency():
+    from throughput import ceiling
+
+    # reference: 1 pair/s at 100 FLOP/pair on a 200 FLOP/s peak (50%); fast: 2 pairs/s at 50 FLOP/pair
+    results = {"ref": {"pairs_per_s": 1.0, "flops_per_s": 100.0}, "fast": {"pairs_per_s": 2.0, "flops_per_s": 100.0}}
+    line = ceiling("Inference", "ref", "fast", results, peak=200.0)
+    assert "2.00x the FLOPs per pair of fast" in line and "at 50% of the matmul peak" in line
+    assert "would reach 4.00x the reference; fast reaches 2.00x" in line
+
+
+def test_peak_rss_is_the_processs_own_not_its_parents(tmp_path):
+    """A child started by subprocess reports its own peak, not the (larger) parent's high-water mark."""
+    import subprocess
+
+    from throughput import peak_rss_mb
+
+    ballast = torch.ones(75 * 1024 * 1024)  # 300 MB, written: the parent's RSS is now above 300 MB
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); from throughput import peak_rss_mb; " \
+           "print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert peak_rss_mb() > 300 > 4 * child
+    del ballast
