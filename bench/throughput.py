@@ -155,16 +155,12 @@ def quantized_copy(model):
 
 
 def one_call_forward(model, labels=None, **batch):
-    """ArenaModel.forward with both towers in one encoder call: encode_towers(one_call=True), then the same head
-    and loss."""
-    from modeling_arena import ArenaOutput
-
+    """ArenaModel.forward with both towers in one encoder call: encode_towers(one_call=True), then forward's own
+    head and loss on the pooled towers."""
     pooled_a, pooled_b = model.encode_towers(*(batch[k] for k in ("input_ids_a", "attention_mask_a", "input_ids_b",
                                                                   "attention_mask_b")), one_call=True)
-    logits, rewards = model.compare(model.dropout(pooled_a), model.dropout(pooled_b), batch.get("style_a"),
-                                    batch.get("style_b"))
-    loss = None if labels is None else model.loss(logits, labels, rewards)
-    return ArenaOutput(loss=loss, logits=logits, rewards=rewards)
+    return model(pooled_a=pooled_a, pooled_b=pooled_b, style_a=batch.get("style_a"), style_b=batch.get("style_b"),
+                 labels=labels)
 
 
 def sorted_batches(features: dict, order: list[int], batch: int):

@@ -35,14 +35,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "train_sampling.md"))
     args = parser.parse_args()
 
-    import torch
-
-    torch.set_num_threads(2)
     import train
     from arena_dataset import export_arena, load_arena
     from quality import study_setup
 
-    study_setup()
+    study_setup()  # 2 threads, quiet progress bars
     started = time.time()
     rates: dict[str, list[float]] = {s: [] for s in STRATEGIES}
     with tempfile.TemporaryDirectory() as tmp:
