@@ -5,7 +5,6 @@ Remote-code module: imports only torch, transformers and its sibling modules (co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +16,10 @@ from transformers.utils import ModelOutput
 
 try:  # loaded as remote code (a package made of the saved directory)
     from .configuration_arena import ArenaConfig
-    from .encoding_arena import STYLE_FEATURES, ArenaCollator, encode_battles
+    from .encoding_arena import STYLE_FEATURES
 except ImportError:  # imported from the project checkout / installed distribution
     from configuration_arena import ArenaConfig
-    from encoding_arena import STYLE_FEATURES, ArenaCollator, encode_battles
+    from encoding_arena import STYLE_FEATURES
 
 
 # A class registers for one auto class only (AutoModel, below); this second key is written into config.auto_map.
@@ -225,33 +224,14 @@ class ArenaModel(ArenaPreTrainedModel):
         attention_mask_a: torch.Tensor,
         input_ids_b: torch.Tensor,
         attention_mask_b: torch.Tensor,
-        one_call: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, L_a)` and `(B, L_b)` towers -> `(B, H)` pooled A, `(B, H)` pooled B.
 
-        one_call (`bool`, defaults to `False`): both towers through the encoder in one call, padded to the longer
-            of the two, instead of one call per side, each trimmed to its own longest tower. Two calls compute no
-            padding across sides, and attention (with its dropout in training) grows with the square of the padded
-            length. On CPU (bench/throughput.py) two calls made training steps about 1.15x faster (train_fast vs
-            train_one_call) and inference neither faster nor slower beyond the machine's noise (direct_sorted vs
-            direct_one_call). One call means fewer, larger kernels, which may suit a GPU with small batches.
+        One encoder call per side, each trimmed to its own longest tower: no attention is spent on the padding that
+        collating both sides to one length adds.
         """
-        if not one_call:
-            return (self.encode(*_trim(input_ids_a, attention_mask_a)),
-                    self.encode(*_trim(input_ids_b, attention_mask_b)))
-        batch = input_ids_a.shape[0]
-        length = max(input_ids_a.shape[1], input_ids_b.shape[1])
-        pad_id = self.config.encoder_config.pad_token_id or 0
-        ids = torch.cat(
-            [F.pad(input_ids_a, (0, length - input_ids_a.shape[1]), value=pad_id),
-             F.pad(input_ids_b, (0, length - input_ids_b.shape[1]), value=pad_id)]
-        )
-        mask = torch.cat(
-            [F.pad(attention_mask_a, (0, length - attention_mask_a.shape[1])),
-             F.pad(attention_mask_b, (0, length - attention_mask_b.shape[1]))]
-        )
-        pooled = self.encode(ids, mask)  # (2B, H)
-        return pooled[:batch], pooled[batch:]
+        return (self.encode(*_trim(input_ids_a, attention_mask_a)),
+                self.encode(*_trim(input_ids_b, attention_mask_b)))
 
     def compare(
         self,
@@ -289,34 +269,6 @@ class ArenaModel(ArenaPreTrainedModel):
             gap = rewards[:, 0] - rewards[:, 1]
             return F.mse_loss(gap.float(), probs[:, 0] - probs[:, 1]) + log_loss
         return log_loss
-
-    @torch.inference_mode()
-    def score_responses(
-        self,
-        prompts: Sequence[Any],
-        responses: Sequence[Any],
-        tokenizer: Any,
-        batch_size: int = 16,
-    ) -> list[float]:
-        """Reward of each (prompt, response) with the rank head, for reward-model use.
-
-        `prompts[i]` and `responses[i]` are strings or lists of turns; returns one float per pair. Inputs go
-        through the same `encode_battles` as training (the response is used as both sides).
-        """
-        if len(prompts) != len(responses):
-            raise ValueError(f"got {len(prompts)} prompts and {len(responses)} responses; expected as many")
-        collate = ArenaCollator(pad_token_id=tokenizer.pad_token_id or 0)
-        scores: list[float] = []
-        for start in range(0, len(prompts), batch_size):
-            p, r = prompts[start : start + batch_size], responses[start : start + batch_size]
-            enc = encode_battles(p, r, r, tokenizer, self.config.max_length, self.config.truncation)
-            rows = [{"input_ids_a": ids, "input_ids_b": ids, "style_a": s, "style_b": s}
-                    for ids, s in zip(enc["input_ids_a"], enc["style_a"])]
-            batch = collate(rows)
-            style = batch["style_a"].to(self.device) if self.config.style_features else None
-            scores += self.reward(batch["input_ids_a"].to(self.device), batch["attention_mask_a"].to(self.device),
-                                  style).float().tolist()
-        return scores
 
 
 ArenaConfig.register_for_auto_class()

@@ -11,7 +11,7 @@ config.json by `save_pretrained`, with `custom_pipelines` written into config.js
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -171,6 +171,27 @@ class ArenaPreferencePipeline(Pipeline):
         if return_logits:
             result["logits"] = model_outputs["logits"][0].tolist()
         return result
+
+    @torch.inference_mode()
+    def score_responses(self, prompts: Sequence[Any], responses: Sequence[Any], batch_size: int = 16) -> list[float]:
+        """Reward of each (prompt, response) with the rank head, for reward-model use.
+
+        `prompts[i]` and `responses[i]` are strings, lists of turns or Kaggle JSON-list strings; returns one float per
+        pair. Inputs go through the same `encode_battles` as training (the response is read as both sides).
+        """
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts and {len(responses)} responses; expected as many")
+        max_length, truncation = self._encoding()
+        scores: list[float] = []
+        for start in range(0, len(prompts), batch_size):
+            p, r = prompts[start : start + batch_size], responses[start : start + batch_size]
+            enc = encode_battles(p, r, r, self.tokenizer, max_length, truncation)
+            batch = self._collate([{"input_ids_a": ids, "input_ids_b": ids, "style_a": s, "style_b": s}
+                                   for ids, s in zip(enc["input_ids_a"], enc["style_a"])])
+            style = batch.get("style_a")
+            scores += self.model.reward(batch["input_ids_a"].to(self.device), batch["attention_mask_a"].to(self.device),
+                                        None if style is None else style.to(self.device)).float().tolist()
+        return scores
 
     def get_inference_context(self):
         # inference_mode, not no_grad: no version counters or views kept for autograd (bench/throughput.py)

@@ -115,20 +115,6 @@ def test_bf16_autocast_forward_is_finite(tiny_model, tiny_batch):
     assert out.logits.dtype == torch.float32 and torch.isfinite(out.logits).all() and torch.isfinite(out.loss)
 
 
-def test_score_responses_matches_the_reward_of_tower_a(tiny_model, tiny_tokenizer, tiny_batch):
-    model = _rank_model(tiny_model).eval()
-    scores = model.score_responses([b["prompt"] for b in BATTLES], [b["response_a"] for b in BATTLES], tiny_tokenizer,
-                                   batch_size=3)
-    with torch.no_grad():
-        rewards = model(**tiny_batch).rewards[:, 0]
-    assert scores == pytest.approx(rewards.tolist(), abs=1e-5)
-
-
-def test_score_responses_needs_the_rank_head(tiny_model, tiny_tokenizer):
-    with pytest.raises(ValueError, match="head='rank'"):
-        tiny_model.score_responses(["q"], ["a"], tiny_tokenizer)
-
-
 @pytest.mark.parametrize("head", ["classify", "rank"])
 def test_saved_directory_loads_as_remote_code_without_the_project(tmp_path, tiny_model, tiny_tokenizer, tiny_batch,
                                                                  head):
@@ -193,20 +179,20 @@ def test_tiny_deberta_is_deterministic():
     assert all(torch.equal(x, y) for x, y in zip(a.encoder.parameters(), b.encoder.parameters()))
 
 
-def test_a_call_per_side_trims_padding_and_matches_one_call(tiny_model, tiny_batch):
-    """encode_towers' default (a call per side, each trimmed to its longest tower) and one_call=True pool the same
-    vectors, also when the collator padded one side far past its own towers."""
+def test_a_call_per_side_trims_padding_it_does_not_need(tiny_model, tiny_batch):
+    """encode_towers pools the same vectors whether or not the collator padded one side far past its own towers."""
     from modeling_arena import _trim
 
     tiny_model.eval()
     a = (tiny_batch["input_ids_a"], tiny_batch["attention_mask_a"])
-    b = tuple(torch.nn.functional.pad(t, (0, 7)) for t in (tiny_batch["input_ids_b"], tiny_batch["attention_mask_b"]))
+    b = (tiny_batch["input_ids_b"], tiny_batch["attention_mask_b"])
+    padded_b = tuple(torch.nn.functional.pad(t, (0, 7)) for t in b)
     longest_b = int(tiny_batch["attention_mask_b"].sum(-1).max())
-    assert _trim(*b)[0].shape[1] == longest_b < b[0].shape[1]
+    assert _trim(*padded_b)[0].shape[1] == longest_b < padded_b[0].shape[1]
     with torch.no_grad():
-        per_side = tiny_model.encode_towers(*a, *b)
-        one_call = tiny_model.encode_towers(*a, *b, one_call=True)
-    for x, y in zip(per_side, one_call):
+        padded = tiny_model.encode_towers(*a, *padded_b)
+        plain = tiny_model.encode_towers(*a, *b)
+    for x, y in zip(padded, plain):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
 
 

@@ -159,7 +159,7 @@ def test_rank_head_returns_rewards_that_explain_the_probabilities(rank_judge):
     swapped = rank_judge(_swapped(BATTLES[2]))
     assert (swapped["reward_a"], swapped["reward_b"]) == pytest.approx((result["reward_b"], result["reward_a"]),
                                                                       abs=1e-5)
-    score = rank_judge.model.score_responses([BATTLES[2]["prompt"]], [BATTLES[2]["response_a"]], rank_judge.tokenizer)
+    score = rank_judge.score_responses([BATTLES[2]["prompt"]], [BATTLES[2]["response_a"]])
     assert score[0] == pytest.approx(result["reward_a"], abs=1e-5)
     tta = rank_judge(BATTLES[2], swap_tta=True)
     assert tta["reward_a"] == pytest.approx(result["reward_a"], abs=1e-5)
@@ -244,3 +244,15 @@ def test_in_process_pipeline_factory_knows_the_task(tmp_path, judge):
     judge.save_pretrained(tmp_path)
     loaded = pipeline("arena-preference", model=str(tmp_path), trust_remote_code=True)
     assert _probs(loaded(BATTLES[0])) == pytest.approx(_probs(judge(BATTLES[0])), abs=1e-6)
+
+
+def test_score_responses_needs_the_rank_head(judge):
+    with pytest.raises(ValueError, match="head='rank'"):
+        judge.score_responses(["q"], ["a"])
+
+
+def test_score_responses_in_batches_matches_one_at_a_time(rank_judge):
+    prompts, responses = [b["prompt"] for b in BATTLES], [b["response_a"] for b in BATTLES]
+    batched = rank_judge.score_responses(prompts, responses, batch_size=3)
+    single = [rank_judge.score_responses([p], [r])[0] for p, r in zip(prompts, responses)]
+    assert batched == pytest.approx(single, abs=1e-5)
