@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModel, AutoTokenizer, DebertaV2Config, DebertaV2Tokenizer, PreTrainedModel
 
@@ -127,7 +128,11 @@ def _check_local_folder(name_or_path: str) -> None:
     transformers fails with a message about something else ("Unrecognized model", a bare safetensors error)."""
     folder = Path(name_or_path)
     if not folder.is_dir():
-        return  # a Hub id (or a missing path): transformers' own error names it
+        if _is_a_path(name_or_path):
+            # transformers would read it as a Hub id and complain about the id's form or the connection instead
+            raise OSError(f"{name_or_path}: no such folder (nothing saved there; check the path, e.g. train.py's "
+                          "--output_dir)")
+        return  # a Hub id: transformers' own error names it
     if not (folder / "config.json").is_file():
         raise OSError(
             f"{folder}: no config.json, so this is not a saved model. An interrupted save leaves a folder without "
@@ -142,6 +147,17 @@ def _check_local_folder(name_or_path: str) -> None:
                 f"{weights}: not a complete safetensors file ({err}); it was cut short (an interrupted save, copy "
                 "or download): save or download it again"
             ) from None
+
+
+def _is_a_path(name_or_path: str) -> bool:
+    """Meant as a local path: not of a Hub id's form ('name' or 'namespace/name'), or under a folder that exists
+    here (`out/arena-minilm` next to an `out/` folder)."""
+    try:
+        validate_repo_id(name_or_path)
+    except HFValidationError:
+        return True
+    parent = Path(name_or_path).expanduser().parent
+    return parent != Path(".") and parent.is_dir()
 
 
 def _is_arena(name_or_path: str) -> bool:

@@ -35,11 +35,16 @@ class ArenaOutput(ModelOutput):
         logits (`torch.FloatTensor` of shape `(batch_size, 3)`): softmax gives P(winner_model_a),
             P(winner_model_b), P(winner_tie) (already divided by `config.temperature`).
         rewards (`torch.FloatTensor` of shape `(batch_size, 2)`, *optional*): r_A, r_B with the rank head.
+        content_logits (`torch.FloatTensor` of shape `(batch_size, 3)`, *optional*): `logits` without the style
+            terms' contribution (what the model thinks of the content alone, style held equal: "style control").
+            With the classify head and `config.style_features`; equal to `logits` when the two sides' style is
+            the same.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     rewards: torch.FloatTensor | None = None
+    content_logits: torch.FloatTensor | None = None
 
 
 def davidson_logits(reward_gap: torch.Tensor, log_nu: torch.Tensor) -> torch.Tensor:
@@ -71,6 +76,73 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor
         return hidden[:, 0]
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def normalised_differences(counts_a: torch.Tensor, counts_b: torch.Tensor) -> torch.Tensor:
+    """`(B, C)` counts of each side -> `(B, C)` (A - B) / (A + B) in [-1, 1], 0 where both are 0.
+
+    The Chatbot Arena's style-control covariates: scale-free, so a 100-word gap counts for more between short
+    answers than between long ones, and antisymmetric (swapping A and B negates them).
+    """
+    total = counts_a + counts_b
+    return torch.where(total > 0, (counts_a - counts_b) / total.clamp(min=1e-6), torch.zeros_like(total))
+
+
+class ArenaClassifyHead(nn.Module):
+    """Three logits from two pooled towers, symmetric in A and B by construction.
+
+    With a = pooled A, b = pooled B (`(B, H)`), and per-side style features split into counts (`log_*` columns of
+    `STYLE_FEATURES`, read back as counts) and signals (`is_*` columns: empty answer, refusal, identical answers):
+
+        content:  A = w1.a + w2.b      B = w1.b + w2.a      tie = v.|a - b| + c
+        style:    A = s.x + g1.f_a + g2.f_b   B = -s.x + g1.f_b + g2.f_a   tie = t.|x| + u.(f_a + f_b)
+
+    where x = (counts_A - counts_B) / (counts_A + counts_B). Swapping A and B swaps the A and B logits and keeps the
+    tie logit, so P(A | a, b) = P(B | b, a) exactly. Style enters additively: the content logits alone are the
+    style-controlled prediction. `position_bias` adds a learned +p to the A logit and -p to the B logit (off by
+    default: a prior for the first-shown answer, for data that really has one).
+    """
+
+    def __init__(self, hidden_size: int, n_counts: int = 0, n_signals: int = 0, position_bias: bool = False) -> None:
+        super().__init__()
+        self.n_counts, self.n_signals = n_counts, n_signals
+        # No bias on the A/B logits: a shared one is absorbed by the tie bias, a separate one is a position prior.
+        self.content = nn.Linear(2 * hidden_size, 1, bias=False)
+        self.content_tie = nn.Linear(hidden_size, 1)
+        n_style = n_counts + n_signals
+        self.style = nn.Linear(n_counts + 2 * n_signals, 1, bias=False) if n_style else None
+        self.style_tie = nn.Linear(n_style, 1, bias=False) if n_style else None
+        self.position = nn.Parameter(torch.zeros(())) if position_bias else None
+
+    def forward(
+        self,
+        pooled_a: torch.Tensor,
+        pooled_b: torch.Tensor,
+        style_a: torch.Tensor | None = None,
+        style_b: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(B, H)` pooled towers and `(B, F)` style features -> `(B, 3)` logits and `(B, 3)` content logits (the
+        logits without the style terms; None without style features)."""
+        a_first = self.content(torch.cat([pooled_a, pooled_b], -1))
+        b_first = self.content(torch.cat([pooled_b, pooled_a], -1))
+        content = torch.cat([a_first, b_first, self.content_tie((pooled_a - pooled_b).abs())], -1)
+        if self.position is not None:
+            content = content + torch.stack([self.position, -self.position, torch.zeros_like(self.position)])
+        if self.style is None:
+            return content, None
+        style = self.style_logits(style_a.to(content.dtype), style_b.to(content.dtype))
+        return content + style, content
+
+    def style_logits(self, style_a: torch.Tensor, style_b: torch.Tensor) -> torch.Tensor:
+        """`(B, F)` style features of each side -> `(B, 3)` style terms of the logits."""
+        n = self.n_counts
+        # log1p counts back to counts: the normalised difference needs the counts themselves
+        x = normalised_differences(torch.expm1(style_a[:, :n]), torch.expm1(style_b[:, :n]))
+        signals_a, signals_b = style_a[:, n:], style_b[:, n:]
+        a_term = self.style(torch.cat([x, signals_a, signals_b], -1))
+        b_term = self.style(torch.cat([-x, signals_b, signals_a], -1))
+        tie = self.style_tie(torch.cat([x.abs(), signals_a + signals_b], -1))
+        return torch.cat([a_term, b_term, tie], -1)
 
 
 class ArenaPreTrainedModel(PreTrainedModel):
@@ -282,5 +354,26 @@ try:  # local use (in-process Auto classes); a remote-code load needs none of th
     AutoModelForSequenceClassification.register(ArenaConfig, ArenaModel, exist_ok=True)
 except ValueError:
     pass
+
+
+def _register_pipeline_task() -> None:
+    """Make `pipeline("arena-preference", model=<ArenaModel object>)` work wherever the model class is importable.
+
+    The task is registered by pipeline_arena on import; a user who builds or loads the model in memory never imports
+    it. Imported by name (importlib), not with an import statement: transformers scans remote-code files for import
+    statements and would demand pipeline_arena as a package (or copy it) for every remote-code model load.
+    """
+    import importlib
+
+    name = f"{__package__}.pipeline_arena" if __package__ else "pipeline_arena"
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name != name:
+            raise
+        # remote code saved without the pipeline module: nothing to register
+
+
+_register_pipeline_task()
 
 __all__ = ["ArenaModel", "ArenaOutput", "ArenaPreTrainedModel", "davidson_logits", "pool"]

@@ -1,0 +1,36 @@
+"""What a newcomer met first (issue 20): each rough edge, checked where its behaviour changed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+def test_pipeline_task_is_known_to_a_user_who_only_imported_the_model():
+    # A fresh interpreter: in this one, other tests have imported pipeline_arena (which registers the task) already.
+    code = (
+        "import sys\n"
+        "from transformers import pipeline\n"
+        "from backbones import load_model\n"
+        "model, tokenizer = load_model('embedded:tiny-deberta', max_length=32)\n"
+        "judge = pipeline('arena-preference', model=model, tokenizer=tokenizer)\n"
+        "print(type(judge).__name__, sorted(judge({'prompt': 'Hi', 'response_a': 'Hello', 'response_b': 'Hey'})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ArenaPreferencePipeline ['label', 'winner_model_a', 'winner_model_b', 'winner_tie']" in result.stdout
+
+
+@pytest.mark.parametrize("path", ["{tmp}/out/arena-minilm", "./arena-minilm", "out/arena-minilm"])
+def test_a_local_model_path_that_does_not_exist_says_no_such_folder(tmp_path, monkeypatch, path):
+    from backbones import load_encoder, load_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()  # "out/arena-minilm" has a Hub id's form; the existing out/ says it is a path
+    for load in (load_model, load_encoder):
+        with pytest.raises(OSError, match="no such folder"):
+            load(path.format(tmp=tmp_path))
