@@ -45,7 +45,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from configuration_arena import LABELS
 import encoding_arena
-from encoding_arena import STYLE_FEATURES, as_turns, encode_battles
+from encoding_arena import BATTLE_KEYS, STYLE_FEATURES, BattleFieldError, as_turns, encode_battles, loads_json, normalise_battle
 
 logger = logging.getLogger(__name__)
 _ENCODER_SOURCE_HASH = hashlib.sha256(Path(encoding_arena.__file__).read_bytes()).hexdigest()[:16]
@@ -76,7 +76,6 @@ WINNERS = {
     "model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 2, "both_bad": 2,
     **{name: i for i, name in enumerate(LABELS)},
 }
-TEXT_COLUMNS = ("prompt", "response_a", "response_b")
 CONVERSATION_COLUMNS = ("conversation_a", "conversation_b")
 
 
@@ -89,14 +88,6 @@ class InvalidBattleError(ValueError):
     def __init__(self, message: str, reason: str = "invalid row"):
         super().__init__(message)
         self.reason = reason
-
-
-class _RowProblem(Exception):
-    """Raised inside the row normaliser; the caller adds file, line and id to make an InvalidBattleError."""
-
-    def __init__(self, field: str, expected: str, got: Any, reason: str):
-        super().__init__(field)
-        self.field, self.expected, self.got, self.reason = field, expected, got, reason
 
 
 def _shorten(value: Any, limit: int = 60) -> str:
@@ -146,7 +137,9 @@ def _json_records(path: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
     if isinstance(whole, list):  # a JSON array of records
         rows = [(f"record {i + 1}", r) for i, r in enumerate(whole)]
     else:  # JSON lines (also accepted in a .json file, as datasets does)
-        for number, line in enumerate(text.splitlines(), start=1):
+        # split("\n"), not splitlines(): JSON text may hold a raw U+2028 or U+0085 inside a string (json.dumps with
+        # ensure_ascii=False and pandas write them), which splitlines() would take for line ends.
+        for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
                 try:
                     rows.append((f"line {number}", json.loads(line)))
@@ -195,12 +188,12 @@ def detect_layout(columns: Sequence[str], source: str) -> Layout:
                                  "empty file")
     if set(CONVERSATION_COLUMNS) <= have:
         text = "conversation"
-    elif set(TEXT_COLUMNS) <= have:
+    elif set(BATTLE_KEYS) <= have:
         text = "columns"
     else:
-        missing = sorted(set(TEXT_COLUMNS) - have)
+        missing = sorted(set(BATTLE_KEYS) - have)
         raise InvalidBattleError(
-            f"{source}: missing column(s) {missing}; expected {list(TEXT_COLUMNS)} (Kaggle or plain layout) or "
+            f"{source}: missing column(s) {missing}; expected {list(BATTLE_KEYS)} (Kaggle or plain layout) or "
             f"{list(CONVERSATION_COLUMNS)} (Hub conversation layout); found {sorted(have)}",
             "missing column",
         )
@@ -223,47 +216,17 @@ def detect_layout(columns: Sequence[str], source: str) -> Layout:
     return Layout(text, label)
 
 
-def _json_list(value: str) -> list | None:
-    try:
-        parsed = json.loads(value, strict=False)
-    except json.JSONDecodeError:
-        return None
-    return parsed if isinstance(parsed, list) and all(t is None or isinstance(t, str) for t in parsed) else None
-
-
-def _turns(record: dict, field: str, json_lists: bool) -> list[str]:
-    if field not in record:
-        raise _RowProblem(field, "a value", "nothing (field missing)", "missing field")
-    value = record[field]
-    if isinstance(value, str):
-        if not json_lists:
-            return [value]  # plain layout: a string is one turn, even if it starts with "["
-        try:
-            value = json.loads(value, strict=False)  # strict=False: a raw newline typed into a cell is fine
-        except json.JSONDecodeError as err:
-            raise _RowProblem(field, f"a JSON list of turn strings ({err.msg}, char {err.pos})", value,
-                              "unparseable JSON") from None
-    elif value is None and not json_lists:
-        return [""]  # a null cell is one empty turn, like a null turn
-    if not isinstance(value, list):
-        raise _RowProblem(field, "a list of turn strings", value, "invalid turns")
-    try:
-        return as_turns(value, field)
-    except ValueError as err:
-        raise _RowProblem(field, "a non-empty list of strings or nulls", value, "invalid turns") from err
-
-
 def _conversation(record: dict, field: str) -> tuple[list[str], list[str]]:
     """(user turns, assistant turns) of a [{role, content}] conversation; a missing last answer is ""."""
     value = record.get(field)
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads_json(value)
         except json.JSONDecodeError as err:
-            raise _RowProblem(field, f"a JSON list of {{role, content}} ({err.msg})", value,
+            raise BattleFieldError(field, f"a JSON list of {{role, content}} ({err.msg})", value,
                               "unparseable JSON") from None
     if not isinstance(value, list) or not value:
-        raise _RowProblem(field, "a non-empty list of {role, content} messages", value, "invalid conversation")
+        raise BattleFieldError(field, "a non-empty list of {role, content} messages", value, "invalid conversation")
     prompts: list[str] = []
     responses: list[str] = []
     for i, message in enumerate(value):
@@ -272,14 +235,14 @@ def _conversation(record: dict, field: str) -> tuple[list[str], list[str]]:
         if role == "system":
             continue  # not shown to the voter as a turn
         if content is not None and not isinstance(content, str):
-            raise _RowProblem(f"{field}[{i}].content", "a string", content, "invalid conversation")
+            raise BattleFieldError(f"{field}[{i}].content", "a string", content, "invalid conversation")
         expected = "user" if len(prompts) == len(responses) else "assistant"
         if role != expected:
-            raise _RowProblem(f"{field}[{i}].role", f"{expected!r} (user and assistant turns alternate)", role,
+            raise BattleFieldError(f"{field}[{i}].role", f"{expected!r} (user and assistant turns alternate)", role,
                               "invalid conversation")
         (prompts if role == "user" else responses).append(content or "")
     if not prompts:
-        raise _RowProblem(field, "at least one user turn", value, "invalid conversation")
+        raise BattleFieldError(field, "at least one user turn", value, "invalid conversation")
     responses += [""] * (len(prompts) - len(responses))
     return prompts, responses
 
@@ -295,12 +258,12 @@ def _label(record: dict, layout: Layout) -> int:
             flags.append(flag)
         if None in flags or sum(flags) != 1:
             got = tuple(record.get(c) for c in ONE_HOT)
-            raise _RowProblem("/".join(ONE_HOT), "one-hot 0/1 values, exactly one 1", got, "label not one-hot")
+            raise BattleFieldError("/".join(ONE_HOT), "one-hot 0/1 values, exactly one 1", got, "label not one-hot")
         return flags.index(1)
     if layout.label == "winner":
         value = record.get("winner")
         if not isinstance(value, str) or value.strip() not in WINNERS:
-            raise _RowProblem("winner", "one of model_a, model_b, tie, tie (bothbad)", value, "invalid winner")
+            raise BattleFieldError("winner", "one of model_a, model_b, tie, tie (bothbad)", value, "invalid winner")
         return WINNERS[value.strip()]
     value = record.get("label")
     if isinstance(value, str) and value.strip() in WINNERS:
@@ -309,18 +272,18 @@ def _label(record: dict, layout: Layout) -> int:
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1, 2):
         return value
-    raise _RowProblem("label", f"0, 1, 2 or one of {list(LABELS)}", value, "invalid label")
+    raise BattleFieldError("label", f"0, 1, 2 or one of {list(LABELS)}", value, "invalid label")
 
 
 def _check_parsed(record: dict) -> None:
     """Rows the file readers could not parse arrive as markers; they fail before anything else is read."""
     if "__cells__" in record:
         got, expected = record["__cells__"]
-        raise _RowProblem("(row)", f"{expected} cells like the header", f"{got} cells", "unparseable CSV")
+        raise BattleFieldError("(row)", f"{expected} cells like the header", f"{got} cells", "unparseable CSV")
     if "__json_error__" in record:
-        raise _RowProblem("(row)", "a JSON object", record["__json_error__"], "unparseable JSON")
+        raise BattleFieldError("(row)", "a JSON object", record["__json_error__"], "unparseable JSON")
     if "__not_object__" in record:
-        raise _RowProblem("(row)", "a JSON object", record["__not_object__"], "unparseable JSON")
+        raise BattleFieldError("(row)", "a JSON object", record["__not_object__"], "unparseable JSON")
 
 
 def _battle(record: dict, layout: Layout, json_lists: bool) -> dict:
@@ -328,14 +291,10 @@ def _battle(record: dict, layout: Layout, json_lists: bool) -> dict:
         prompt, response_a = _conversation(record, "conversation_a")
         prompt_b, response_b = _conversation(record, "conversation_b")
         if len(prompt_b) != len(prompt):
-            raise _RowProblem("conversation_b", f"{len(prompt)} user turn(s) like conversation_a", len(prompt_b),
+            raise BattleFieldError("conversation_b", f"{len(prompt)} user turn(s) like conversation_a", len(prompt_b),
                               "turn counts differ")
     else:
-        prompt, response_a, response_b = (_turns(record, f, json_lists) for f in TEXT_COLUMNS)
-        for field, turns in (("response_a", response_a), ("response_b", response_b)):
-            if len(turns) != len(prompt):
-                raise _RowProblem(field, f"{len(prompt)} turn(s) like prompt, a turn per user turn", len(turns),
-                                  "turn counts differ")
+        prompt, response_a, response_b = normalise_battle(record, json_lists).values()
     row = {
         "model_a": _model(record, "model_a"),
         "model_b": _model(record, "model_b"),
@@ -353,7 +312,7 @@ def _model(record: dict, field: str) -> str:
     if value is None or value == "":
         return "unknown"  # Kaggle test files and several sources do not name the models
     if not isinstance(value, str):
-        raise _RowProblem(field, "a model name (string)", value, "invalid model name")
+        raise BattleFieldError(field, "a model name (string)", value, "invalid model name")
     return value
 
 
@@ -365,7 +324,7 @@ def _row_id(record: dict, position: int) -> int:
         return int(value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
-    raise _RowProblem("id", "an integer id (drop or rename the column to number rows by position)", value,
+    raise BattleFieldError("id", "an integer id (drop or rename the column to number rows by position)", value,
                       "invalid id")
 
 
@@ -376,7 +335,7 @@ def _uses_json_lists(records: list[tuple[str, dict]]) -> bool:
     merely starts with "[" stays text.
     """
     return any(
-        isinstance(p, str) and p.lstrip().startswith("[") and _json_list(p) is not None
+        isinstance(p, str) and p.lstrip().startswith("[") and as_turns(p, "prompt") != [p]
         for p in (r.get("prompt") for _, r in records)
     )
 
@@ -412,7 +371,7 @@ class _Validator:
                         f"{where}, field 'id': duplicate id; expected unique ids (first at {first})", "duplicate id")
                 row = {"id": row_id, **_battle(record, layout, json_lists)}
                 self.seen[row_id] = (source, location)
-            except _RowProblem as problem:
+            except BattleFieldError as problem:
                 row_id = record.get("id", "?")
                 error = InvalidBattleError(
                     f"{source}, {location} (id {row_id}), field {problem.field!r}: expected {problem.expected}, "

@@ -45,54 +45,82 @@ _FENCE = re.compile(r"^\s*```", re.MULTILINE)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
-def as_turns(value: Any, field: str) -> list[str]:
+BATTLE_KEYS = ("prompt", "response_a", "response_b")
+
+
+class BattleFieldError(ValueError):
+    """One field of a battle that cannot be read: `field` (e.g. "response_b"), what was `expected`, what was `got`,
+    and a short `reason` ("unparseable JSON", "turn counts differ", ...) that the loader counts when it skips rows."""
+
+    def __init__(self, field: str, expected: str, got: Any, reason: str) -> None:
+        text = repr(got)
+        super().__init__(f"{field}: expected {expected}, got {text if len(text) <= 60 else text[:57] + '...'}")
+        self.field, self.expected, self.got, self.reason = field, expected, got, reason
+
+
+def loads_json(text: str) -> Any:
+    """The one JSON rule for battle cells: `strict=False`, so a raw newline or tab inside a string (what many CSV
+    writers and hand edits produce) is read as that character rather than refused."""
+    return json.loads(text, strict=False)
+
+
+def as_turns(value: Any, field: str, json_lists: bool | None = None) -> list[str]:
     """Normalise one side of a battle to a list of turn strings.
 
-    Accepts a string (one turn), a list of strings (`None` turns become ""), or a Kaggle-style JSON-list string
-    such as '["Hi", null]'. Anything else raises a ValueError naming `field`.
+    Accepts a list of strings (`None` turns become ""), `None` (one empty turn), or a string, read by `json_lists`:
+    `None` (auto, the pipeline's way): a Kaggle-style JSON-list string such as '["Hi", null]' is its turns, any
+    other text is one turn; `True` (a file in the Kaggle layout): the string must be a JSON list of turns; `False`
+    (a file of plain columns): the string is one turn, even one that starts with "[". Raises `BattleFieldError`.
 
     >>> as_turns('["Hi", null]', "prompt")
     ['Hi', '']
     >>> as_turns("Hi", "prompt")
     ['Hi']
     """
+    if value is None:
+        return [""]
     if isinstance(value, str):
-        stripped = value.lstrip()
-        if stripped.startswith("["):
-            try:
-                parsed = json.loads(value)
-            except json.JSONDecodeError:
-                parsed = None
-            if isinstance(parsed, list) and all(t is None or isinstance(t, str) for t in parsed):
-                value = parsed
-            else:
-                return [value]  # text that merely starts with "["
-        else:
+        if json_lists is False or (json_lists is None and not value.lstrip().startswith("[")):
             return [value]
-    if isinstance(value, (list, tuple)):
-        turns = []
-        for i, turn in enumerate(value):
-            if turn is None:
-                turns.append("")
-            elif isinstance(turn, str):
-                turns.append(turn)
-            else:
-                raise ValueError(f"{field}[{i}]: expected a string or null turn, got {type(turn).__name__}")
-        if not turns:
-            raise ValueError(f"{field}: expected at least one turn, got an empty list")
-        return turns
-    raise ValueError(f"{field}: expected a string or a list of strings, got {type(value).__name__}")
+        try:
+            parsed = loads_json(value)
+        except json.JSONDecodeError as err:
+            if json_lists is None:
+                return [value]  # text that merely starts with "["
+            raise BattleFieldError(field, f"a JSON list of turn strings ({err.msg}, char {err.pos})", value,
+                                   "unparseable JSON") from None
+        if json_lists is None and not (isinstance(parsed, list) and all(t is None or isinstance(t, str)
+                                                                        for t in parsed)):
+            return [value]
+        value = parsed
+    if not isinstance(value, (list, tuple)):
+        raise BattleFieldError(field, "a string or a list of turn strings", value, "invalid turns")
+    if not value:
+        raise BattleFieldError(field, "a non-empty list of turns", value, "invalid turns")
+    for i, turn in enumerate(value):
+        if turn is not None and not isinstance(turn, str):
+            raise BattleFieldError(f"{field}[{i}]", "a string or null turn", turn, "invalid turns")
+    return ["" if turn is None else turn for turn in value]
 
 
-def battle_turns(prompt: Any, response_a: Any, response_b: Any) -> list[list[str]]:
-    """[prompt turns, response_a turns, response_b turns] of one battle (see `as_turns`); a ValueError naming the
-    field when a side is malformed or the three sides have different numbers of turns."""
-    turns = [as_turns(prompt, "prompt"), as_turns(response_a, "response_a"), as_turns(response_b, "response_b")]
-    if not len(turns[0]) == len(turns[1]) == len(turns[2]):
-        raise ValueError(
-            f"prompt, response_a and response_b have {len(turns[0])}, {len(turns[1])} and {len(turns[2])} turns; "
-            "expected the same number"
-        )
+def normalise_battle(battle: Mapping[str, Any], json_lists: bool | None = None) -> dict[str, list[str]]:
+    """A raw battle -> `{"prompt", "response_a", "response_b"}` as lists of turns, the same number on each side.
+
+    The one place that does it, for training (`arena_dataset`), the pipeline and the leaderboard. Other keys are
+    ignored. `json_lists` is `as_turns`'. Raises `BattleFieldError` naming the field.
+    """
+    if not isinstance(battle, Mapping):
+        raise BattleFieldError("(battle)", f"a dict with keys {list(BATTLE_KEYS)}", type(battle).__name__,
+                               "invalid battle")
+    turns = {}
+    for key in BATTLE_KEYS:
+        if key not in battle:
+            raise BattleFieldError(key, "a value", "nothing (field missing)", "missing field")
+        turns[key] = as_turns(battle[key], key, json_lists)
+    for key in ("response_a", "response_b"):
+        if len(turns[key]) != len(turns["prompt"]):
+            raise BattleFieldError(key, f"{len(turns['prompt'])} turn(s) like prompt, a turn per user turn",
+                                   len(turns[key]), "turn counts differ")
     return turns
 
 
@@ -188,7 +216,7 @@ def encode_battles(
     sides, texts = [], []
     for i, (p, a, b) in enumerate(zip(prompt, response_a, response_b)):
         try:
-            turns = battle_turns(p, a, b)
+            turns = list(normalise_battle(dict(zip(BATTLE_KEYS, (p, a, b)))).values())
         except ValueError as err:
             raise ValueError(f"battle {i}: {err}") from None
         sides.append(turns)
@@ -212,8 +240,8 @@ def encode_battles(
 def encode_battle(battle: Mapping[str, Any], tokenizer: Any, max_length: int, truncation: str = "latest_turns") -> dict:
     """Tower inputs of one battle `{prompt, response_a, response_b}` (see `encode_battles`). Errors name the field
     but no battle index (the caller knows which battle it passed)."""
-    turns = battle_turns(battle["prompt"], battle["response_a"], battle["response_b"])
-    batch = encode_battles(*([side] for side in turns), tokenizer, max_length, truncation)
+    turns = normalise_battle(battle)
+    batch = encode_battles(*([turns[key]] for key in BATTLE_KEYS), tokenizer, max_length, truncation)
     return {key: value[0] for key, value in batch.items()}
 
 
@@ -259,5 +287,6 @@ class ArenaCollator:
 
 
 __all__ = [
-    "ArenaCollator", "STYLE_FEATURES", "as_turns", "battle_turns", "encode_battle", "encode_battles", "style_features",
+    "BATTLE_KEYS", "ArenaCollator", "BattleFieldError", "STYLE_FEATURES", "as_turns", "encode_battle", "encode_battles",
+    "loads_json", "normalise_battle", "style_features",
 ]

@@ -19,11 +19,9 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 try:  # loaded as remote code (a package made of the saved directory)
-    from .encoding_arena import ArenaCollator, encode_battle, encode_battles
+    from .encoding_arena import BATTLE_KEYS, ArenaCollator, encode_battle, encode_battles, normalise_battle
 except ImportError:  # imported from the project checkout / installed distribution
-    from encoding_arena import ArenaCollator, encode_battle, encode_battles
-
-BATTLE_KEYS = ("prompt", "response_a", "response_b")
+    from encoding_arena import BATTLE_KEYS, ArenaCollator, encode_battle, encode_battles, normalise_battle
 # A stream is read in windows of this many batches; each window is sorted by length, run, and put back in input
 # order. Bigger windows pad less but hold more battles in memory (the window is all a stream ever holds).
 SORT_WINDOW_BATCHES = 16
@@ -78,8 +76,7 @@ class ArenaPreferencePipeline(Pipeline):
         if inputs is None:
             raise ValueError("no battle given: pass a dict with prompt, response_a, response_b (or those keywords)")
         if isinstance(inputs, Mapping):
-            _check_battle(inputs, 0)
-            return super().__call__(inputs, *args, **kwargs)
+            return super().__call__(_normalised(inputs, 0), *args, **kwargs)
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Iterable):
             raise ValueError(f"battle 0: expected a dict with keys {BATTLE_KEYS}, got {type(inputs).__name__}")
         # Streams bypass Pipeline.__call__, whose batching knows only torch Datasets, lists and generators.
@@ -129,11 +126,7 @@ class ArenaPreferencePipeline(Pipeline):
         self, battle: Mapping[str, Any], max_length: int | None = None, truncation: str | None = None
     ) -> dict[str, torch.Tensor]:
         """One battle -> a batch of one: `input_ids_a/b`, `attention_mask_a/b` `(1, L)`, `style_a/b` `(1, F)`."""
-        _check_battle(battle, 0)
-        try:
-            features = encode_battle(battle, self.tokenizer, *self._encoding(max_length, truncation))
-        except ValueError as err:
-            raise ValueError(f"battle 0: {err}") from err
+        features = encode_battle(_normalised(battle, 0), self.tokenizer, *self._encoding(max_length, truncation))
         return self._collate([features])
 
     def _forward(self, model_inputs: dict[str, torch.Tensor], swap_tta: bool = False) -> dict[str, torch.Tensor]:
@@ -238,19 +231,8 @@ class ArenaPreferencePipeline(Pipeline):
             start += len(window)
 
     def _encode_window(self, window: list, start: int, max_length: int, truncation: str) -> list[dict[str, Any]]:
-        for i, battle in enumerate(window):
-            _check_battle(battle, start + i)
-        try:
-            enc = encode_battles(*([b[k] for b in window] for k in BATTLE_KEYS), self.tokenizer, max_length,
-                                 truncation)
-        except ValueError:
-            # Find the battle at fault one by one, to name its index in the whole stream.
-            for i, battle in enumerate(window):
-                try:
-                    encode_battle(battle, self.tokenizer, max_length, truncation)
-                except ValueError as err:
-                    raise ValueError(f"battle {start + i}: {err}") from err
-            raise
+        battles = [_normalised(battle, start + i) for i, battle in enumerate(window)]
+        enc = encode_battles(*([b[k] for b in battles] for k in BATTLE_KEYS), self.tokenizer, max_length, truncation)
         return [{key: values[i] for key, values in enc.items()} for i in range(len(window))]
 
     # ------------------------------------------------------------------------------------------------------ helpers
@@ -265,14 +247,12 @@ class ArenaPreferencePipeline(Pipeline):
         return batch
 
 
-def _check_battle(battle: Any, index: int) -> None:
-    if not isinstance(battle, Mapping):
-        raise ValueError(
-            f"battle {index}: expected a dict with keys {BATTLE_KEYS}, got {type(battle).__name__}"
-        )
-    missing = [key for key in BATTLE_KEYS if key not in battle]
-    if missing:
-        raise ValueError(f"battle {index}: missing key(s) {missing}; a battle needs {list(BATTLE_KEYS)}")
+def _normalised(battle: Any, index: int) -> dict[str, list[str]]:
+    """`encoding_arena.normalise_battle`, its error prefixed with the battle's index in the call."""
+    try:
+        return normalise_battle(battle)
+    except ValueError as err:
+        raise ValueError(f"battle {index}: {err}") from None
 
 
 def _stack_with_swapped(inputs: dict[str, torch.Tensor], pad_token_id: int) -> dict[str, torch.Tensor]:

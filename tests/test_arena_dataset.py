@@ -219,7 +219,7 @@ GOOD = kaggle_row(1, ["hi"], ["a"], ["b"])
         ("bad_json", [GOOD, [2] + GOOD[1:4] + ['["a", "unterminated]'] + GOOD[5:]], KAGGLE_HEADER,
          r"bad_json\.csv, line 3 \(id 2\), field 'response_a': expected a JSON list of turn strings"),
         ("not_strings", [GOOD, [2, "m", "n", '["q"]', "[1]", '["b"]', 1, 0, 0]], KAGGLE_HEADER,
-         r"line 3 \(id 2\), field 'response_a': expected a non-empty list of strings or nulls, got \[1\]"),
+         r"line 3 \(id 2\), field 'response_a\[0\]': expected a string or null turn, got 1"),
         ("turns", [kaggle_row(4, ["p1", "p2"], ["a1", "a2"], ["b1"])], KAGGLE_HEADER,
          r"line 2 \(id 4\), field 'response_b': expected 2 turn\(s\) like prompt.*got 1"),
         ("duplicate", [GOOD, GOOD], KAGGLE_HEADER,

@@ -28,6 +28,8 @@ from encoding_arena import ASSISTANT_MARKER, USER_MARKER, ArenaCollator, as_turn
         ("[1, 2, 3]", ["[1, 2, 3]"]),  # a JSON list, but not of strings: still text
         (["a", None, "c"], ["a", "", "c"]),
         (("a", "b"), ["a", "b"]),
+        (None, [""]),  # a null cell is one empty turn, as a null turn is
+        ('["line one\nline two", "second turn"]', ["line one\nline two", "second turn"]),  # a raw newline in a cell
     ],
 )
 def test_as_turns_accepts(value, turns):
@@ -36,8 +38,8 @@ def test_as_turns_accepts(value, turns):
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [([], "prompt: expected at least one turn"), (["a", 3], r"prompt\[1\]: expected a string or null turn"),
-     (7, "prompt: expected a string or a list of strings"), (None, "prompt: expected a string")],
+    [([], "prompt: expected a non-empty list of turns"), (["a", 3], r"prompt\[1\]: expected a string or null turn"),
+     (7, "prompt: expected a string or a list of turn strings")],
 )
 def test_as_turns_rejects_with_the_field_name(value, message):
     with pytest.raises(ValueError, match=message):
@@ -45,7 +47,7 @@ def test_as_turns_rejects_with_the_field_name(value, message):
 
 
 def test_encode_battles_rejects_unequal_turns_and_unknown_strategy(tiny_tokenizer):
-    with pytest.raises(ValueError, match="battle 0: prompt, response_a and response_b have 2, 1 and 2 turns"):
+    with pytest.raises(ValueError, match=r"battle 0: response_a: expected 2 turn\(s\) like prompt"):
         encode_battles([["a", "b"]], [["x"]], [["x", "y"]], tiny_tokenizer, 64)
     with pytest.raises(ValueError, match="truncation='tail' is not one of"):
         encode_battles(["a"], ["b"], ["c"], tiny_tokenizer, 64, truncation="tail")

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from test_encoding import _check_last_exchange
 
 from arena_dataset import InvalidBattleError, _Validator, load_arena, tokenize_arena
-from encoding_arena import as_turns, battle_turns, encode_battle, encode_battles
+from encoding_arena import BATTLE_KEYS, as_turns, encode_battle, encode_battles, normalise_battle
 from pipeline_arena import SORT_WINDOW_BATCHES, ArenaPreferencePipeline
 
 KAGGLE = ["id", "model_a", "model_b", "prompt", "response_a", "response_b", "winner_model_a", "winner_model_b",
@@ -250,13 +250,13 @@ def test_skip_invalid_keeps_the_good_rows_of_the_whole_matrix(tmp_path, load, ca
 @pytest.mark.parametrize(
     ("battle", "message"),
     [
-        ({"prompt": None, "response_a": "a", "response_b": "b"}, r"^prompt: expected a string or a list"),
-        ({"prompt": "p", "response_a": {"text": "a"}, "response_b": "b"}, r"^response_a: expected a string.*dict"),
+        ({"prompt": 7, "response_a": "a", "response_b": "b"}, r"^prompt: expected a string or a list"),
+        ({"prompt": "p", "response_a": {"text": "a"}, "response_b": "b"}, r"^response_a: expected a string.*'text'"),
         ({"prompt": ["p", ["nested"]], "response_a": ["a", "b"], "response_b": ["b", "c"]},
-         r"^prompt\[1\]: expected a string or null turn, got list"),
-        ({"prompt": [], "response_a": [], "response_b": []}, r"^prompt: expected at least one turn"),
+         r"^prompt\[1\]: expected a string or null turn, got \['nested'\]"),
+        ({"prompt": [], "response_a": [], "response_b": []}, r"^prompt: expected a non-empty list of turns"),
         ({"prompt": '["p", null]', "response_a": '["a"]', "response_b": '["b", "c"]'},
-         r"^prompt, response_a and response_b have 2, 1 and 2 turns"),
+         r"^response_a: expected 2 turn\(s\) like prompt, a turn per user turn, got 1"),
     ],
 )
 def test_encode_battle_errors_name_the_field_and_no_false_battle_index(tiny_tokenizer, battle, message):
@@ -283,7 +283,7 @@ def test_encode_battle_keeps_unicode_and_the_end_of_a_megabyte_answer_out(tiny_t
 
 def test_pipeline_names_the_battle_of_a_long_stream(judge):
     bad_at = SORT_WINDOW_BATCHES + 3  # in the second window (batch_size 1: windows of 16 battles)
-    battles = ({"prompt": "p", "response_a": None if i == bad_at else "a", "response_b": "b"} for i in range(100))
+    battles = ({"prompt": "p", "response_a": 7 if i == bad_at else "a", "response_b": "b"} for i in range(100))
     with pytest.raises(ValueError, match=rf"^battle {bad_at}: response_a: expected a string"):
         list(judge(battles, batch_size=1))
 
@@ -370,7 +370,7 @@ def test_pipeline_preprocessing_fits_max_length_keeps_the_last_turns_or_names_th
         judge, prompt, response_a, response_b, max_length):
     battle = {"prompt": prompt, "response_a": response_a, "response_b": response_b}
     try:
-        turns = battle_turns(prompt, response_a, response_b)
+        turns = list(normalise_battle(battle).values())
     except ValueError as expected:
         with pytest.raises(ValueError) as raised:
             judge.preprocess(battle, max_length=max_length)

@@ -174,10 +174,10 @@ def test_max_length_option_truncates(judge):
 @pytest.mark.parametrize(
     "bad, match",
     [
-        ({"prompt": "q", "response_a": "a"}, r"battle 2: missing key\(s\) \['response_b'\]"),
+        ({"prompt": "q", "response_a": "a"}, r"battle 2: response_b: expected a value, got 'nothing \(field missing\)'"),
         ({"prompt": "q", "response_a": ["a", 3], "response_b": ["b", "c"]}, r"battle 2: .*response_a\[1\]"),
-        ({"prompt": ["q"], "response_a": ["a", "b"], "response_b": ["b"]}, r"battle 2: .*1, 2 and 1 turns"),
-        ("not a battle", r"battle 2: expected a dict"),
+        ({"prompt": ["q"], "response_a": ["a", "b"], "response_b": ["b"]}, r"battle 2: response_a: expected 1 turn\(s\) like prompt"),
+        ("not a battle", r"battle 2: \(battle\): expected a dict"),
     ],
 )
 def test_bad_input_names_the_key_and_the_battle(judge, bad, match):
@@ -256,3 +256,35 @@ def test_score_responses_in_batches_matches_one_at_a_time(rank_judge):
     batched = rank_judge.score_responses(prompts, responses, batch_size=3)
     single = [rank_judge.score_responses([p], [r])[0] for p, r in zip(prompts, responses)]
     assert batched == pytest.approx(single, abs=1e-5)
+
+
+def test_training_and_serving_read_a_raw_battle_the_same_way(tmp_path, judge):
+    """The same raw Kaggle rows through load_arena (training) and through the pipeline (serving): the same turns and
+    the same probabilities. A JSON-list cell with a raw newline inside a string (as CSV writers produce) is two turns
+    on both paths."""
+    import csv
+
+    from arena_dataset import load_arena
+    from encoding_arena import BATTLE_KEYS, normalise_battle
+
+    cells = [
+        ('["line one\nline two", "second turn"]', '["a1", "a2"]', '["b1", null]'),
+        ('["Hi"]', '["Hello!\tthere"]', '["[citation needed]"]'),
+        ('["tab\there", "x"]', '["", "y"]', '["z\n\nw", "q"]'),
+    ]
+    path = tmp_path / "raw.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "model_a", "model_b", *BATTLE_KEYS, "winner_model_a", "winner_model_b", "winner_tie"])
+        for i, row in enumerate(cells):
+            writer.writerow([i, "m1", "m2", *row, 1, 0, 0])
+    with open(path, newline="", encoding="utf-8") as handle:
+        raw = list(csv.DictReader(handle))
+    loaded = load_arena(str(path))
+
+    assert [len(turns) for turns in loaded["prompt"]] == [2, 1, 2]
+    for raw_row, loaded_row in zip(raw, loaded):
+        assert normalise_battle(raw_row) == {key: loaded_row[key] for key in BATTLE_KEYS}
+    served = judge(raw, batch_size=2)
+    trained = judge([{key: row[key] for key in BATTLE_KEYS} for row in loaded], batch_size=2)
+    assert [_probs(r) for r in served] == [_probs(r) for r in trained]
