@@ -14,6 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# Synthetic battles in the Kaggle layout that the repo carries, for tests that need a data file on any clone
+# (tests/data/README.md); the real ../shared/data files are used as well where present (CI).
+SAMPLE_DATA = ROOT / "tests" / "data" / "arena_sample.csv"
 # Modules of this project; a "fresh environment" subprocess blocks them (see run_without_project).
 PROJECT_MODULES = (
     "configuration_arena", "modeling_arena", "encoding_arena", "pipeline_arena", "backbones", "arena_dataset",

@@ -11,7 +11,7 @@ from collections import Counter
 
 import datasets
 import pytest
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT, SAMPLE_DATA, SHARED_DATA
 
 import arena_dataset
 from arena_dataset import (
@@ -182,20 +182,25 @@ def test_a_list_of_files_and_a_folder(tmp_path, load):
         load(tmp_path / "nope.csv")
 
 
-# --- the real dev file --------------------------------------------------------------------------------------------
+# --- the dev file -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "arena_dev.csv").exists(), reason="../shared/data/arena_dev.csv is absent "
-                    "(it is never copied into the repo; CI has it)")
-def test_real_dev_file_loads_with_its_readme_counts_in_seconds(load):
+# The synthetic sample on every clone (tests/data/make_arena_sample.py); the real dev file too where ../shared/data
+# has it (CI; it is never copied into the repo). Rows, label fractions A / B / tie, multi-turn rows.
+DEV_FILES = [pytest.param(SAMPLE_DATA, 60, [0.417, 0.383, 0.2], 15, id="sample")]
+if (SHARED_DATA / "arena_dev.csv").exists():
+    # The data README's 876 multi-turn rows count dev + held-out; the dev file itself has 722 (717 MT-Bench, 5 arena).
+    DEV_FILES.append(pytest.param(SHARED_DATA / "arena_dev.csv", 3519, [0.298, 0.488, 0.214], 722, id="shared"))
+
+
+@pytest.mark.parametrize(("path", "rows", "fractions", "multi_turn"), DEV_FILES)
+def test_dev_file_loads_with_its_readme_counts_in_seconds(load, path, rows, fractions, multi_turn):
     start = time.perf_counter()
-    ds = load(SHARED_DATA / "arena_dev.csv")
+    ds = load(path)
     seconds = time.perf_counter() - start
-    assert len(ds) == 3519 and len(set(ds["id"])) == 3519
-    fractions = [round(n / len(ds), 3) for _, n in sorted(Counter(ds["label"]).items())]
-    assert fractions == [0.298, 0.488, 0.214]  # data README: A / B / tie
-    # The README's 876 multi-turn rows count dev + held-out; the dev file itself has 722 (717 MT-Bench, 5 arena).
-    assert sum(len(p) > 1 for p in ds["prompt"]) == 722
+    assert len(ds) == rows and len(set(ds["id"])) == rows
+    assert [round(n / len(ds), 3) for _, n in sorted(Counter(ds["label"]).items())] == fractions
+    assert sum(len(p) > 1 for p in ds["prompt"]) == multi_turn
     assert all(len(p) == len(a) == len(b) for p, a, b in zip(ds["prompt"], ds["response_a"], ds["response_b"]))
     assert seconds < 30, f"loading the dev file took {seconds:.1f} s"
 
