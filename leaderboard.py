@@ -384,7 +384,7 @@ class Tally:
 
 
 def fit_davidson(model_a: np.ndarray, model_b: np.ndarray, outcomes: np.ndarray, n_models: int,
-                 weights: np.ndarray | None = None, ridge: float = 1e-4) -> tuple[np.ndarray, float]:
+                 weights: np.ndarray | None = None, ridge: float = 1e-6) -> tuple[np.ndarray, float]:
     """Maximum-likelihood Davidson (Bradley-Terry with ties) strengths from soft outcomes.
 
     Maximises sum_n w_n * [y_nA log P_A + y_nB log P_B + y_nT log P_T] with softmax logits
