@@ -20,8 +20,10 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 try:  # loaded as remote code (a package made of the saved directory)
     from .encoding_arena import BATTLE_KEYS, ArenaCollator, encode_battle, encode_battles, normalise_battle
+    from .precision_arena import prepare_model, resolve_precision
 except ImportError:  # imported from the project checkout / installed distribution
     from encoding_arena import BATTLE_KEYS, ArenaCollator, encode_battle, encode_battles, normalise_battle
+    from precision_arena import prepare_model, resolve_precision
 # A stream is read in windows of this many batches; each window is sorted by length, run, and put back in input
 # order. Bigger windows pad less but hold more battles in memory (the window is all a stream ever holds).
 SORT_WINDOW_BATCHES = 16
@@ -46,6 +48,12 @@ class ArenaPreferencePipeline(Pipeline):
             length so a batch pads little; results come back in input order.
         return_logits (`bool`, defaults to `False`): add `"logits"` (3 floats whose softmax is the probabilities;
             with `swap_tta`, the log of the averaged probabilities).
+
+    Construction only:
+        precision (`str`, defaults to `"auto"`): the encoder's arithmetic, `precision_arena.resolve_precision`:
+            bf16 on CPUs with AMX or AVX512-BF16 and on GPUs, fp32 on other CPUs; or forced "fp32", "bf16",
+            "fp16", "int8" (CPU). The resolved one is `self.precision`. bf16/fp16/int8 run a copy of the encoder
+            made once here; `self.model` keeps its own weights (what `save_pretrained` saves).
     """
 
     _load_tokenizer = True
@@ -53,7 +61,7 @@ class ArenaPreferencePipeline(Pipeline):
     _load_image_processor = False
     _load_feature_extractor = False
 
-    def __init__(self, model: Any, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, model: Any, *args: Any, precision: str = "auto", **kwargs: Any) -> None:
         # A folder whose config.json names another model type loads as that model (e.g. a BertModel), which would
         # fail later on a missing config field; say what is wrong instead.
         model_type = getattr(getattr(model, "config", None), "model_type", None)
@@ -63,6 +71,8 @@ class ArenaPreferencePipeline(Pipeline):
                 f"{type(model).__name__} with config model_type {model_type!r}"
             )
         super().__init__(model, *args, **kwargs)
+        self.precision = resolve_precision(precision, self.device)
+        self._runner = prepare_model(self.model, self.precision)  # the model that runs; self.model is saved
 
     # ----------------------------------------------------------------------------------------------------- calling
     def __call__(self, inputs: Any = None, *args: Any, batch_size: int | None = None, **kwargs: Any) -> Any:
@@ -135,12 +145,12 @@ class ArenaPreferencePipeline(Pipeline):
         batch = inputs["input_ids_a"].shape[0]
         if swap_tta:  # both orders in one forward pass: rows B..2B-1 are the battles with A and B exchanged
             inputs = _stack_with_swapped(inputs, self.tokenizer.pad_token_id or 0)
-        was_training = self.model.training
-        self.model.eval()  # predictions never use dropout, even from a model handed over mid-training
+        was_training = self._runner.training
+        self._runner.eval()  # predictions never use dropout, even from a model handed over mid-training
         try:
-            output = self.model(**inputs)
+            output = self._runner(**inputs)
         finally:
-            self.model.train(was_training)
+            self._runner.train(was_training)
         logits = output.logits.float()
         rewards = output.rewards.float() if output.rewards is not None else None
         probs = logits.softmax(-1)
@@ -182,7 +192,7 @@ class ArenaPreferencePipeline(Pipeline):
             batch = self._collate([{"input_ids_a": ids, "input_ids_b": ids, "style_a": s, "style_b": s}
                                    for ids, s in zip(enc["input_ids_a"], enc["style_a"])])
             style = batch.get("style_a")
-            scores += self.model.reward(batch["input_ids_a"].to(self.device), batch["attention_mask_a"].to(self.device),
+            scores += self._runner.reward(batch["input_ids_a"].to(self.device), batch["attention_mask_a"].to(self.device),
                                         None if style is None else style.to(self.device)).float().tolist()
         return scores
 

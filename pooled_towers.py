@@ -4,7 +4,8 @@ With the encoder frozen, its pooled output for a tower never changes, so running
 but still ~all of the compute) is waste. `embed_towers` runs it once per battle, in length-sorted batches, and
 stores `pooled_a` / `pooled_b` in place of the token ids; `ArenaModel.forward(pooled_a=..., pooled_b=...)` and
 `ArenaCollator` take them from there. The pass is a cached `datasets.map`: a second run on the same battles,
-encoder weights and pooling reads the vectors from the cache.
+encoder weights, pooling and precision reads the vectors from the cache. The pass runs in the precision
+`precision_arena.resolve_precision` picks (bf16 on CPUs with bf16 units, fp32 elsewhere, unless forced).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from datasets.fingerprint import Hasher
 
 from encoding_arena import ArenaCollator
+from precision_arena import prepare_model, resolve_precision
 
 _SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
@@ -34,17 +36,20 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def embed_towers(dataset: datasets.Dataset, model: Any, batch_size: int = 16,
-                 chunk_size: int = 512) -> datasets.Dataset:
+def embed_towers(dataset: datasets.Dataset, model: Any, batch_size: int = 16, chunk_size: int = 512,
+                 precision: str = "auto") -> datasets.Dataset:
     """Replace `input_ids_a` / `input_ids_b` (from `arena_dataset.tokenize_arena`) by `pooled_a` / `pooled_b`:
     the `(hidden_size,)` float32 output of `model.encode_towers` for each battle, in eval mode and without
     gradients. Other columns (style, label, ...) are kept.
 
     Rows are read `chunk_size` at a time and sorted by length inside each chunk, so that batches of `batch_size`
-    pad little. The model's train/eval mode is restored afterwards.
+    pad little. The model's train/eval mode is restored afterwards. `precision` ("auto", "fp32", "bf16", ...) is
+    the encoder's arithmetic (`precision_arena`); the pooled vectors are float32 whichever it is.
     """
     collate = ArenaCollator(pad_token_id=model.config.encoder_config.pad_token_id or 0)
     device = next(model.parameters()).device
+    precision = resolve_precision(precision, device)
+    runner = prepare_model(model, precision)  # `model` itself in fp32; a cast copy of the encoder otherwise
 
     def encode(batch: dict[str, list]) -> dict[str, np.ndarray]:
         lengths = [max(len(a), len(b)) for a, b in zip(batch["input_ids_a"], batch["input_ids_b"])]
@@ -56,16 +61,19 @@ def embed_towers(dataset: datasets.Dataset, model: Any, batch_size: int = 16,
             rows = order[start : start + batch_size]
             towers = collate([{"input_ids_a": batch["input_ids_a"][i], "input_ids_b": batch["input_ids_b"][i]}
                               for i in rows])
-            a, b = model.encode_towers(*(towers[k].to(device) for k in ("input_ids_a", "attention_mask_a",
+            a, b = runner.encode_towers(*(towers[k].to(device) for k in ("input_ids_a", "attention_mask_a",
                                                                          "input_ids_b", "attention_mask_b")))
             pooled_a[rows], pooled_b[rows] = a.float().cpu().numpy(), b.float().cpu().numpy()
         return {"pooled_a": pooled_a, "pooled_b": pooled_b}
 
     # The map function closes over the model, which datasets cannot fingerprint: the key is made here instead.
+    # The precision is part of it: bf16 vectors differ from fp32 ones (by ~1e-3), and a cache filled on one
+    # machine must not answer for another precision.
     fingerprint = Hasher.hash([dataset._fingerprint, weights_digest(model.encoder), model.config.pooling,
-                               _SOURCE_HASH])
+                               precision, _SOURCE_HASH])
     was_training = model.training
     model.eval()
+    runner.eval()
     try:
         with torch.inference_mode():
             return dataset.map(encode, batched=True, batch_size=chunk_size, new_fingerprint=fingerprint,

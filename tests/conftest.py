@@ -19,7 +19,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 SAMPLE_DATA = ROOT / "tests" / "data" / "arena_sample.csv"
 # Modules of this project; a "fresh environment" subprocess blocks them (see run_without_project).
 PROJECT_MODULES = (
-    "configuration_arena", "modeling_arena", "encoding_arena", "pipeline_arena", "backbones", "arena_dataset",
+    "configuration_arena", "modeling_arena", "encoding_arena", "pipeline_arena", "precision_arena", "backbones",
+    "arena_dataset",
     "arena_metrics", "train", "pooled_towers",
 )
 

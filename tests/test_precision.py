@@ -1,0 +1,203 @@
+"""precision_arena: the dispatch decision (CPU flags mocked), the forced modes, and the exactness guard."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from conftest import BATTLES
+from transformers import AutoModel, BertConfig
+
+import precision_arena
+from modeling_arena import ArenaModel
+from pipeline_arena import ArenaPreferencePipeline
+from precision_arena import cpu_flags, prepare_model, resolve_precision
+
+CPU_QUERIES = ("_is_amx_tile_supported", "_is_avx512_bf16_supported", "_is_vnni_supported", "_is_avx2_supported")
+# Head weights drawn wider than the seed's 0.02, so that probabilities move with the towers and a precision error
+# shows in them (a fresh head gives near-uniform probabilities, which would hide it).
+HEAD_STD = 0.3
+
+
+def mock_cpu(monkeypatch, amx=False, avx512_bf16=False, vnni=False, avx2=True):
+    for query, value in zip(CPU_QUERIES, (amx, avx512_bf16, vnni, avx2)):
+        monkeypatch.setattr(torch.cpu, query, lambda value=value: value, raising=False)
+
+
+def widen_head(model: ArenaModel, seed: int = 0) -> ArenaModel:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if not name.startswith("encoder."):
+                param.copy_(torch.randn(param.shape, generator=generator) * HEAD_STD)
+    return model.eval()
+
+
+@pytest.fixture()
+def tiny_bert(tiny_tokenizer):
+    """A tiny BERT-family ArenaModel built with eager attention: the architecture that has SDPA."""
+    config = BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=128, pad_token_id=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        encoder = AutoModel.from_config(config, attn_implementation="eager")
+        return widen_head(ArenaModel.from_encoder(encoder, max_length=64))
+
+
+def probabilities(model, batch) -> torch.Tensor:
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.inference_mode():
+        return model(**inputs).logits.float().softmax(-1)
+
+
+# ------------------------------------------------------------------------------------------------------ dispatch
+@pytest.mark.parametrize("flags, expected", [
+    ({"amx": True}, "bf16"),
+    ({"avx512_bf16": True, "vnni": True}, "bf16"),
+    ({"vnni": True}, "fp32"),  # AVX512-VNNI speeds up int8, not bf16
+    ({}, "fp32"),  # AVX2 only: bf16 is emulated there, hundreds of times slower than fp32
+])
+def test_auto_picks_bf16_only_on_cpus_with_bf16_units(monkeypatch, flags, expected):
+    mock_cpu(monkeypatch, **flags)
+    assert resolve_precision("auto", "cpu") == expected
+    assert resolve_precision() == expected  # the CPU by default
+
+
+def test_without_torchs_flags_a_timed_matmul_decides(monkeypatch):
+    for query in CPU_QUERIES:
+        monkeypatch.delattr(torch.cpu, query, raising=False)
+    monkeypatch.setattr(precision_arena, "_bf16_matmul_is_fast", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(precision_arena, "_bf16_matmul_is_fast", lambda: False)
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert cpu_flags() == {"amx": False, "avx512_bf16": False, "avx512_vnni": False, "avx2": False}
+
+
+def test_the_timed_matmul_runs():
+    assert isinstance(precision_arena._bf16_matmul_is_fast(size=32), bool)
+
+
+@pytest.mark.parametrize("bf16_supported, expected", [(True, "bf16"), (False, "fp16")])
+def test_auto_on_a_gpu_is_half_precision(monkeypatch, bf16_supported, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_supported)
+    assert resolve_precision("auto", torch.device("cuda", 0)) == expected
+
+
+@pytest.mark.parametrize("forced", ["fp32", "bf16", "fp16", "int8"])
+def test_forced_precisions_are_kept_whatever_the_cpu(monkeypatch, forced):
+    mock_cpu(monkeypatch, amx=True)
+    assert resolve_precision(forced, "cpu") == forced
+
+
+def test_bad_requests_fail_clearly():
+    with pytest.raises(ValueError, match="expected one of"):
+        resolve_precision("float32")
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_precision("int8", "cuda")
+    with pytest.raises(ValueError, match="resolved"):
+        prepare_model(torch.nn.Module(), "auto")
+
+
+def test_the_choice_is_logged_once(monkeypatch, caplog):
+    mock_cpu(monkeypatch, amx=True)
+    monkeypatch.setattr(precision_arena, "_logged", set())
+    with caplog.at_level(logging.INFO, logger="precision_arena"):
+        resolve_precision("auto", "cpu")
+        resolve_precision("auto", "cpu")
+    records = [r.getMessage() for r in caplog.records if r.name == "precision_arena"]
+    assert len(records) == 1 and "auto -> bf16 on cpu" in records[0] and "amx" in records[0]
+
+
+# ------------------------------------------------------------------------------------------------- forced modes
+def test_fp32_runs_the_model_itself_with_sdpa_attention_and_the_same_probabilities(tiny_bert, tiny_batch):
+    eager = probabilities(tiny_bert, tiny_batch)
+    runner = prepare_model(tiny_bert, "fp32")
+    assert runner is tiny_bert
+    assert tiny_bert.encoder.config._attn_implementation == "sdpa"
+    assert (probabilities(runner, tiny_batch) - eager).abs().max() <= 1e-5
+
+
+def test_deberta_keeps_its_own_attention(tiny_model):
+    tiny_model.eval()
+    assert prepare_model(tiny_model, "fp32") is tiny_model
+    assert tiny_model.encoder.config._attn_implementation == "eager"  # no SDPA for DeBERTa-v2 in transformers
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_half_precision_casts_a_copy_of_the_encoder_once_and_keeps_the_head_in_fp32(tiny_model, tiny_batch,
+                                                                                   precision, dtype):
+    model = widen_head(tiny_model)
+    before = {name: param.clone() for name, param in model.named_parameters()}
+    runner = prepare_model(model, precision)
+    assert {p.dtype for p in runner.encoder.parameters()} == {dtype}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the model itself is untouched
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    heads = {n: p for n, p in model.named_parameters() if not n.startswith("encoder.")}
+    for name, param in runner.named_parameters():
+        if name in heads:  # the head is shared, not copied, and stays fp32
+            assert param is heads[name] and param.dtype == torch.float32
+    with torch.inference_mode():
+        hidden = runner.encode(tiny_batch["input_ids_a"], tiny_batch["attention_mask_a"])
+        output = runner(**{k: v for k, v in tiny_batch.items() if k != "labels"})
+    assert hidden.dtype == torch.float32 and output.logits.dtype == torch.float32
+
+
+def test_int8_quantizes_a_copy_of_the_encoders_linear_layers(tiny_model, tiny_batch):
+    model = widen_head(tiny_model)
+    runner = prepare_model(model, "int8")
+    layer = runner.encoder.encoder.layer[0].attention.self.query_proj
+    assert "quantized" in type(layer).__module__
+    assert type(model.encoder.encoder.layer[0].attention.self.query_proj) is torch.nn.Linear
+    # not exact (a measured lever, never chosen by "auto"); on a tiny random model within a loose bound
+    assert (probabilities(runner, tiny_batch) - probabilities(model, tiny_batch)).abs().max() < 0.1
+
+
+# ------------------------------------------------------------------------------------------- exactness guard
+@pytest.mark.parametrize("architecture", ["deberta", "bert"])
+def test_bf16_stays_within_2e_3_of_fp32_in_probability(tiny_model, tiny_bert, tiny_batch, architecture):
+    model = widen_head(tiny_model) if architecture == "deberta" else tiny_bert
+    fp32 = probabilities(prepare_model(model, "fp32"), tiny_batch)
+    bf16 = probabilities(prepare_model(model, "bf16"), tiny_batch)
+    assert fp32.std(0).max() > 0.01  # the probabilities really vary across battles: the guard can see errors
+    assert (bf16 - fp32).abs().max() <= 2e-3
+
+
+# ------------------------------------------------------------------------------------------------- where used
+def test_the_pipeline_resolves_auto_and_runs_forced_bf16(monkeypatch, tiny_model, tiny_tokenizer, tmp_path):
+    model = widen_head(tiny_model)
+    battles = [{k: b[k] for k in ("prompt", "response_a", "response_b")} for b in BATTLES]
+    mock_cpu(monkeypatch)
+    judge = ArenaPreferencePipeline(model=model, tokenizer=tiny_tokenizer)
+    assert judge.precision == "fp32"
+    mock_cpu(monkeypatch, amx=True)
+    assert ArenaPreferencePipeline(model=model, tokenizer=tiny_tokenizer).precision == "bf16"
+    half = ArenaPreferencePipeline(model=model, tokenizer=tiny_tokenizer, precision="bf16")
+    keys = ("winner_model_a", "winner_model_b", "winner_tie")
+    for full, low in zip(judge(battles, batch_size=2), half(battles, batch_size=2, swap_tta=True)):
+        assert max(abs(full[k] - low[k]) for k in keys) < 0.05  # swap_tta averages; the guard is above
+    for full, low in zip(judge(battles), half(battles)):
+        assert max(abs(full[k] - low[k]) for k in keys) <= 2e-3
+    half.save_pretrained(str(tmp_path / "saved"))  # saves the model's own fp32 weights, and the module
+    assert (tmp_path / "saved" / "precision_arena.py").is_file()
+    reloaded = ArenaModel.from_pretrained(str(tmp_path / "saved"))
+    assert {p.dtype for p in reloaded.parameters()} == {torch.float32}
+    with pytest.raises(TypeError, match="unknown option"):
+        judge(battles[0], precision="bf16")  # chosen when the pipeline is built, not per call
+
+
+def test_pooled_towers_key_their_cache_by_precision(tiny_model, tiny_tokenizer):
+    import datasets
+
+    from arena_dataset import tokenize_arena
+    from pooled_towers import embed_towers
+
+    rows = {key: [b[key] if isinstance(b[key], (str, int)) else " ".join(t or "" for t in b[key]) for b in BATTLES]
+            for key in ("prompt", "response_a", "response_b", "label")}
+    tokenized = tokenize_arena(datasets.Dataset.from_dict(rows), tiny_tokenizer, 64)
+    fp32 = embed_towers(tokenized, tiny_model, precision="fp32")
+    bf16 = embed_towers(tokenized, tiny_model, precision="bf16")
+    assert bf16._fingerprint != fp32._fingerprint
+    a32, a16 = torch.tensor(fp32["pooled_a"]), torch.tensor(bf16["pooled_a"])
+    assert a16.dtype == torch.float32 and not torch.equal(a16, a32)
+    torch.testing.assert_close(a16, a32, atol=0.05, rtol=0.05)
