@@ -1,4 +1,4 @@
-"""How train.py's default head recipe (FROZEN_DEFAULTS) was chosen: a sweep of optimizer settings, each trained the
+"""How train.py's default head recipe (ArenaTrainingArguments' defaults) was chosen: a sweep of optimizer settings, each trained the
 way train.py trains it (bench/quality.py's `fit_recipe`), scored by grouped K-fold CV on arena_dev.csv.
 
     python bench/head_sweep.py          # fold seed 1; writes bench/results/head_sweep.md
@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import quality  # noqa: E402
-import train  # noqa: E402
+import recipe  # noqa: E402
+from training_arguments import ArenaTrainingArguments, parse_args  # noqa: E402
 from arena_dataset import load_arena, prompt_group, tokenize_arena  # noqa: E402
 from pooled_towers import embed_towers  # noqa: E402
 
@@ -50,9 +51,9 @@ def main() -> None:
     y = np.asarray(data["label"])
     folds = quality.grouped_folds([prompt_group(p) for p in data["prompt"]], args.folds, args.seed)
     workdir = tempfile.mkdtemp(prefix="arena-head-sweep-")
-    model, tokenizer = train.load_model_and_tokenizer(train.parse_args([*quality.QUIET, "--output_dir", workdir])[0])
+    model, tokenizer = recipe.load_model_and_tokenizer(parse_args([*quality.QUIET, "--output_dir", workdir])[0])
     battles = embed_towers(tokenize_arena(data, tokenizer, model.config.max_length, model.config.truncation), model)
-    default = tuple(train.FROZEN_DEFAULTS[k] for k in ("optim", "learning_rate", "weight_decay", "num_train_epochs"))
+    default = tuple(getattr(ArenaTrainingArguments, k) for k in ("optim", "learning_rate", "weight_decay", "num_train_epochs"))
 
     lines = [
         f"Grouped {args.folds}-fold CV by prompt on {len(data)} votes (arena_dev.csv), fold seed {args.seed}; the "

@@ -49,7 +49,8 @@ def main() -> None:
             for strategy in STRATEGIES:
                 result = train.main([
                     "--dataset_name", str(folder), "--model_name_or_path", "embedded:minilm-l6", "--max_length", "512",
-                    "--freeze_encoder", "false", "--train_sampling_strategy", strategy, "--num_train_epochs", "1",
+                    "--freeze_encoder", "false", "--optim", "adamw_torch", "--learning_rate", "5e-5", "--weight_decay", "0",
+                    "--per_device_train_batch_size", "2", "--train_sampling_strategy", strategy, "--num_train_epochs", "1",
                     "--validation_split_percentage", "0", "--do_train", "--eval_strategy", "no",
                     "--save_strategy", "no", "--disable_tqdm", "true", "--output_dir", str(Path(tmp) / strategy)])
                 rates[strategy].append(result["metrics"]["train_samples_per_second"])

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train  # noqa: E402
+import hub_io  # noqa: E402
+import training_arguments  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
@@ -36,7 +38,8 @@ RUN = ["--model_name_or_path", "embedded:tiny-deberta", "--max_length", "32", "-
        str(EXAMPLES / "train.jsonl"), "--validation_file", str(EXAMPLES / "validation.jsonl"), "--do_train",
        "--do_eval", "--eval_strategy", "no", "--save_steps", "4", "--save_total_limit", "10", "--max_steps", "24",
        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "16", "--logging_steps", "4",
-       "--seed", "7", "--disable_tqdm", "true", "--freeze_encoder", "false"]  # fine-tuning: steps slow enough to kill
+       "--seed", "7", "--disable_tqdm", "true", "--freeze_encoder", "false", "--optim", "adamw_torch",
+       "--learning_rate", "5e-5", "--weight_decay", "0"]  # fine-tuning (examples/finetune.yaml): steps slow enough to kill
 # One thread: the same arithmetic in every run, and tiny models are faster so on a busy 2-core runner.
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
        "PYTHONUNBUFFERED": "1"}
@@ -153,13 +156,13 @@ def test_incomplete_checkpoints_are_refused_by_path_and_skipped_as_latest(tmp_pa
     def args(value):
         return SimpleNamespace(resume_from_checkpoint=value, output_dir=str(out))
 
-    assert train.checkpoint_problem(out / "checkpoint-2") is None
-    assert train.resolve_resume(args("latest")) == str(out / "checkpoint-2")
-    with pytest.raises(train.UserError, match=r"checkpoint-4: incomplete checkpoint: unreadable trainer_state"):
-        train.resolve_resume(args(str(out / "checkpoint-4")))
+    assert hub_io.checkpoint_problem(out / "checkpoint-2") is None
+    assert hub_io.resolve_resume(args("latest")) == str(out / "checkpoint-2")
+    with pytest.raises(hub_io.UserError, match=r"checkpoint-4: incomplete checkpoint: unreadable trainer_state"):
+        hub_io.resolve_resume(args(str(out / "checkpoint-4")))
     (out / "checkpoint-2" / "trainer_state.json").unlink()
-    with pytest.raises(train.UserError, match=r"no complete checkpoint in .*out \(2 incomplete\)"):
-        train.resolve_resume(args("latest"))
+    with pytest.raises(hub_io.UserError, match=r"no complete checkpoint in .*out \(2 incomplete\)"):
+        hub_io.resolve_resume(args("latest"))
 
 
 def test_a_model_save_interrupted_while_moving_files_in_is_never_loaded(tmp_path, monkeypatch):
@@ -171,7 +174,7 @@ def test_a_model_save_interrupted_while_moving_files_in_is_never_loaded(tmp_path
 
     model, tokenizer = load_model("embedded:tiny-deberta", max_length=32)
     repo = tmp_path / "repo"
-    train.save_repo(model, tokenizer, repo)
+    hub_io.save_repo(model, tokenizer, repo)
     real_replace, moved = os.replace, []
 
     def killed_after_two(source, destination):
@@ -182,7 +185,7 @@ def test_a_model_save_interrupted_while_moving_files_in_is_never_loaded(tmp_path
 
     monkeypatch.setattr(train.os, "replace", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
-        train.save_repo(model, tokenizer, repo)
+        hub_io.save_repo(model, tokenizer, repo)
     monkeypatch.setattr(train.os, "replace", real_replace)
     assert len(moved) == 2 and "config.json" not in moved and not (repo / "config.json").exists()
     with pytest.raises(OSError, match=r"repo: no config\.json, so this is not a saved model.*interrupted save"):
@@ -190,7 +193,7 @@ def test_a_model_save_interrupted_while_moving_files_in_is_never_loaded(tmp_path
     with pytest.raises((OSError, ValueError)):
         AutoModel.from_pretrained(str(repo), trust_remote_code=True)
 
-    train.save_repo(model, tokenizer, repo)  # saving again repairs it
+    hub_io.save_repo(model, tokenizer, repo)  # saving again repairs it
     assert load_model(str(repo))[0].config.model_type == "arena-preference"
 
 
@@ -297,10 +300,10 @@ def test_an_explicit_do_eval_false_is_obeyed(tmp_path):
     """TrainingArguments turns do_eval on whenever eval_strategy is not "no" (the seed default is "steps"); a user's
     `--do_eval false` (or `do_eval: false` in a config file) must still switch evaluation off."""
     argv = ["--train_file", "a.jsonl", "--do_train", "--do_eval", "false"]
-    assert (lambda a: (a.do_train, a.do_eval))(train.parse_args(argv)[2]) == (True, False)
-    assert train.parse_args(argv[:3])[2].do_eval  # not given: evaluation while training, as before
+    assert (lambda a: (a.do_train, a.do_eval))(training_arguments.parse_args(argv)[2]) == (True, False)
+    assert training_arguments.parse_args(argv[:3])[2].do_eval  # not given: evaluation while training, as before
     (tmp_path / "c.yaml").write_text("train_file: a.jsonl\ndo_train: true\ndo_eval: false\n")
-    assert not train.parse_args([str(tmp_path / "c.yaml")])[2].do_eval
+    assert not training_arguments.parse_args([str(tmp_path / "c.yaml")])[2].do_eval
 
 
 def test_skip_invalid_trains_on_the_good_rows_and_a_labeled_test_file_is_predicted(tmp_path, capsys):
@@ -384,6 +387,6 @@ def test_a_hub_that_never_answers_ends_the_push_with_the_timeout_named(tmp_path,
     monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo_id, **kwargs: SimpleNamespace(repo_id=repo_id))
     monkeypatch.setattr(huggingface_hub, "upload_folder", never_answers)
     args = SimpleNamespace(hub_model_id="user/x", hub_token=None, hub_private_repo=None, hub_revision=None)
-    with pytest.raises(train.UserError, match=r"^--push_to_hub user/x: the upload failed after huggingface_hub's "
+    with pytest.raises(hub_io.UserError, match=r"^--push_to_hub user/x: the upload failed after huggingface_hub's "
                                               r"retries \(ReadTimeout: timed out\); .*out is complete and unchanged"):
-        train.push(tmp_path / "out", args)
+        hub_io.push(tmp_path / "out", args)

@@ -21,7 +21,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import train  # noqa: E402
+import train  # noqa: E402  (the script's entry point, called as transformers' example tests call theirs)
+from hub_io import UserError, save_repo  # noqa: E402
+from scoring import METRIC_PATH  # noqa: E402
+from training_arguments import ArenaTrainingArguments, parse_args  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 
 TOPICS = ["math", "a poem", "python code", "the capital of France", "hash tables", "sorting", "the weather",
@@ -76,7 +79,7 @@ def trained(request, data, tmp_path_factory):
     fine-tuning the whole encoder, with bf16, gradient checkpointing, accumulation, warmup and A/B swap
     augmentation."""
     out = tmp_path_factory.mktemp(f"out-{request.param}")
-    extra = (["--freeze_encoder", "false", "--bf16", "--gradient_checkpointing", "--gradient_accumulation_steps", "2",
+    extra = (["--freeze_encoder", "false", "--optim", "adamw_torch", "--learning_rate", "5e-5", "--bf16", "--gradient_checkpointing", "--gradient_accumulation_steps", "2",
               "--warmup_steps", "1", "--swap_augment"] if request.param == "rank" else [])
     result = train.main([*TINY, *files_args(data), "--head", request.param, "--output_dir", str(out),
                          "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", *extra])
@@ -387,9 +390,10 @@ def test_user_errors_are_one_line_and_exit_nonzero(data, tmp_path, capsys, monke
 
 
 def test_recipe_defaults_and_the_main_job_when_nothing_is_given():
-    model_args, data_args, args = train.parse_args([])
+    model_args, data_args, args = parse_args([])
     assert model_args.model_name_or_path == "embedded:minilm-l6" and model_args.freeze_encoder is True
-    frozen = train.FROZEN_DEFAULTS
+    frozen = {"optim": "adagrad", "learning_rate": 0.1, "weight_decay": 0.02, "num_train_epochs": 10,
+              "per_device_train_batch_size": 32}
     assert {key: getattr(args, key) for key in frozen} == frozen
     assert (args.eval_strategy, args.eval_steps) == ("steps", 2000)
     assert (args.metric_for_best_model, args.greater_is_better) == ("log_loss", False)
@@ -398,14 +402,14 @@ def test_recipe_defaults_and_the_main_job_when_nothing_is_given():
     assert Path(data_args.test_file) == ROOT / "examples" / "test.csv"
     assert (args.do_train, args.do_eval, args.do_predict) == (True, True, True)
 
-    # Fine-tuning the whole encoder: the seed recipe's values; an explicit option still wins over them.
-    model_args, _, args = train.parse_args(["--freeze_encoder", "false", "--learning_rate", "2e-5"])
+    # Fine-tuning the whole encoder: the seed recipe's values come from examples/finetune.yaml.
+    model_args, _, args = parse_args([str(ROOT / "examples" / "finetune.yaml")])
     assert model_args.freeze_encoder is False
-    assert (args.learning_rate, args.num_train_epochs, args.per_device_train_batch_size) == (2e-5, 5, 2)
+    assert (args.learning_rate, args.num_train_epochs, args.per_device_train_batch_size) == (5e-5, 5, 2)
     assert (args.optim, args.weight_decay) == ("adamw_torch", 0.0)
 
     # Naming a model to predict with: nothing else runs, and no example data is implied.
-    _, data_args, args = train.parse_args(["--model_name_or_path", "out/x", "--do_predict", "--test_file", "t.csv"])
+    _, data_args, args = parse_args(["--model_name_or_path", "out/x", "--do_predict", "--test_file", "t.csv"])
     assert (args.do_train, args.do_eval, args.do_predict) == (False, False, True)
     assert data_args.train_file is None and args.output_dir == "out/arena-x"
 
@@ -416,23 +420,23 @@ def test_a_yaml_or_json_file_takes_the_same_keys(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "c.json").write_text(json.dumps(config))
     for name in ("c.yaml", "c.json"):
-        model_args, data_args, args = train.parse_args([str(tmp_path / name)])
+        model_args, data_args, args = parse_args([str(tmp_path / name)])
         assert (model_args.head, model_args.max_length, data_args.train_file) == ("rank", 64, "a.jsonl")
         # the recipe's default for what is not given
-        assert args.learning_rate == 1e-4 and args.num_train_epochs == train.FROZEN_DEFAULTS["num_train_epochs"]
+        assert args.learning_rate == 1e-4 and args.num_train_epochs == ArenaTrainingArguments.num_train_epochs
         assert (args.do_train, args.do_eval, args.do_predict) == (True, True, False)
     (tmp_path / "tune.yaml").write_text(yaml.safe_dump({**config, "freeze_encoder": False}))
-    model_args, _, args = train.parse_args([str(tmp_path / "tune.yaml")])
-    assert model_args.freeze_encoder is False and (args.learning_rate, args.num_train_epochs) == (1e-4, 5)
+    model_args, _, args = parse_args([str(tmp_path / "tune.yaml")])
+    assert model_args.freeze_encoder is False and (args.learning_rate, args.num_train_epochs) == (1e-4, 10)
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**config, "hed": "rank"}))
-    with pytest.raises(train.UserError, match="hed"):
-        train.parse_args([str(tmp_path / "bad.yaml")])
+    with pytest.raises(UserError, match="hed"):
+        parse_args([str(tmp_path / "bad.yaml")])
 
 
 def test_metric_module_loads_offline_by_path_and_scores():
     import evaluate
 
-    metric = evaluate.load(str(train.METRIC_PATH), keep_in_memory=True)
+    metric = evaluate.load(str(METRIC_PATH), keep_in_memory=True)
     perfect = metric.compute(predictions=[[1, 0, 0], [0, 1, 0], [0, 0, 1]], references=[0, 1, 2])
     assert perfect["log_loss"] == pytest.approx(0, abs=1e-6) and perfect["accuracy"] == 1 == perfect["f1_macro"]
     uniform = metric.compute(predictions=[[1 / 3] * 3] * 4, references=[0, 1, 2, 2])
@@ -449,7 +453,7 @@ def test_a_failed_save_leaves_the_previous_model_intact(tmp_path, monkeypatch):
     from pipeline_arena import ArenaPreferencePipeline
 
     model, tokenizer = load_model("embedded:tiny-deberta", max_length=64)
-    train.save_repo(model, tokenizer, tmp_path / "repo")
+    save_repo(model, tokenizer, tmp_path / "repo")
     before = {p.name: p.read_bytes() for p in (tmp_path / "repo").iterdir()}
 
     def broken_save(self, folder, **kwargs):
@@ -460,7 +464,7 @@ def test_a_failed_save_leaves_the_previous_model_intact(tmp_path, monkeypatch):
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
     with pytest.raises(OSError, match="disk full"):
-        train.save_repo(model, tokenizer, tmp_path / "repo")
+        save_repo(model, tokenizer, tmp_path / "repo")
     assert {p.name: p.read_bytes() for p in (tmp_path / "repo").iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["repo"], "staging folder left behind"
 

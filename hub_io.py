@@ -1,0 +1,162 @@
+"""Writing and publishing a run's output folder: atomic saves of the model repo and of single files, the checks
+that decide whether a checkpoint can be resumed from, and the push to the Hub. `UserError` is how train.py's
+modules report a problem with what the user asked for (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("train")
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; reported in one line, without a traceback."""
+
+
+def save_repo(model: Any, tokenizer: Any, output_dir: str | Path) -> None:
+    """Write the model as a complete Hub repo into `output_dir` (weights, tokenizer, remote-code modules,
+    `custom_pipelines`), without ever leaving a loadable half-written model.
+
+    Everything is written to a temporary folder next to the target first; then config.json (what makes a folder
+    loadable) is removed, the new files are moved in one by one with os.replace (atomic per file), and the new
+    config.json goes in last. A reader sees the old model, no model, or the new one; never a mix.
+    """
+    from pipeline_arena import ArenaPreferencePipeline
+
+    target = Path(output_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    try:
+        ArenaPreferencePipeline(model=model, tokenizer=tokenizer).save_pretrained(str(staging))
+        (target / "config.json").unlink(missing_ok=True)
+        files = sorted(p for p in staging.rglob("*") if p.is_file())
+        for path in sorted(files, key=lambda p: p.name == "config.json"):
+            destination = target / path.relative_to(staging)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            _usual_permissions(path)
+            os.replace(path, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _usual_permissions(path: str | Path) -> None:
+    # temp files are created 0600; a published repo's files should be readable like any other file.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def write_atomically(path: Path, write) -> None:
+    """Call `write(temp_path)`, then move the finished file onto `path` (readers never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(temp))
+        _usual_permissions(temp)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def resolve_resume(training_args: Any) -> str | bool | None:
+    """--resume_from_checkpoint PATH as given; "latest" (or "true") means the newest complete checkpoint in
+    output_dir. Incomplete checkpoints (see `checkpoint_problem`) are skipped with a warning, or refused by path."""
+    from transformers.trainer_utils import sort_checkpoints
+
+    value = training_args.resume_from_checkpoint
+    if value is None or str(value).lower() in ("", "none", "false"):
+        return None
+    if str(value).lower() in ("latest", "last", "true"):
+        output_dir = training_args.output_dir
+        found = sort_checkpoints(output_dir) if os.path.isdir(output_dir) else []
+        if not found:
+            raise UserError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {output_dir}")
+        for checkpoint in reversed(found):  # newest first
+            problem = checkpoint_problem(checkpoint)
+            if problem is None:
+                return checkpoint
+            logger.warning("not resuming from %s: %s", checkpoint, problem)
+        raise UserError(f"--resume_from_checkpoint {value}: no complete checkpoint in {output_dir} "
+                        f"({len(found)} incomplete)")
+    if not os.path.isdir(value):
+        raise UserError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
+    problem = checkpoint_problem(value)
+    if problem is not None:
+        raise UserError(f"--resume_from_checkpoint {value}: incomplete checkpoint: {problem}")
+    return value
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from, or None when it is complete.
+
+    Trainer writes a checkpoint's files in place, trainer_state.json last, so a run killed while saving leaves a
+    folder without it (or with it cut short); a weights file cut short later (a full disk, a partial copy) fails
+    safetensors' header check, which covers the whole file. Trainer itself would resume from such a folder.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    try:
+        json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no trainer_state.json (the run stopped while saving it)"
+    except (OSError, ValueError) as err:
+        return f"unreadable trainer_state.json ({err})"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        return "no *.safetensors weights"
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except SafetensorError as err:
+            return f"{path.name} is cut short ({err})"
+    return None
+
+
+# Seconds to wait for any answer of the Hub while pushing. huggingface_hub 2.4's shared HTTP client has no timeout
+# (timeout=None), so a Hub that stops answering would hang the push forever; with one, a stalled request fails and
+# is retried by the library like a 5xx. Set with HF_HUB_DOWNLOAD_TIMEOUT (the library's own "seconds to wait for
+# the server" variable; it does not otherwise apply to uploads).
+PUSH_TIMEOUT_S = 60.0
+
+
+def push(output_dir: str | Path, training_args: Any) -> str:
+    """Upload the output folder (checkpoints left out) to the Hub; returns the repo id. The token comes from
+    --hub_token, HF_TOKEN or the stored login, as huggingface_hub finds it; it is never printed.
+
+    huggingface_hub retries each request on 5xx answers and timeouts (5 retries, 1-8 s apart); when it gives up,
+    a UserError says so, that the local output is complete, and how to push it again without training.
+    """
+    import httpx2  # huggingface_hub 2's HTTP client; HfHubHTTPError and timeouts are its HTTPError
+    from huggingface_hub import create_repo, get_session, upload_folder
+
+    get_session().timeout = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or PUSH_TIMEOUT_S)
+    repo_id = training_args.hub_model_id or Path(output_dir).resolve().name
+    token = training_args.hub_token
+    try:
+        repo_id = create_repo(repo_id, token=token, private=training_args.hub_private_repo, exist_ok=True).repo_id
+        upload_folder(
+            repo_id=repo_id, folder_path=str(output_dir), token=token, revision=training_args.hub_revision,
+            commit_message="Upload arena preference model (train.py)",
+            ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", ".*", ".*/**"],
+        )
+    except (httpx2.HTTPError, OSError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise UserError(f"--push_to_hub {repo_id}: the upload failed after huggingface_hub's retries "
+                        f"({type(err).__name__}: {reason}); {output_dir} is complete and unchanged. Push it again "
+                        f"without training: python train.py --model_name_or_path {output_dir} --output_dir "
+                        f"{output_dir} --do_train false --push_to_hub --hub_model_id {repo_id}") from err
+    return repo_id
+
+
+__all__ = ["UserError", "checkpoint_problem", "push", "resolve_resume", "save_repo", "write_atomically"]

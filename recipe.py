@@ -1,0 +1,134 @@
+"""The model and the battles a train.py run works on: the arena model around its encoder (fresh or trained, frozen
+or not), the raw splits, and their tower inputs (pooled once when the encoder is frozen).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hub_io import UserError
+from training_arguments import DataArguments, ModelArguments
+
+logger = logging.getLogger("train")
+SEED_MAX_LENGTH = 1024
+# What Trainer's batches are made of: the columns ArenaCollator reads, and `length` for length grouping.
+MODEL_COLUMNS = ("input_ids_a", "input_ids_b", "pooled_a", "pooled_b", "style_a", "style_b", "label", "labels",
+                 "length")
+
+
+def model_columns(dataset: Any) -> Any:
+    """The dataset with only its MODEL_COLUMNS: Trainer runs with remove_unused_columns off."""
+    return dataset.select_columns([c for c in MODEL_COLUMNS if c in dataset.column_names])
+
+
+def load_model_and_tokenizer(model_args: ModelArguments) -> tuple[Any, Any]:
+    """(ArenaModel, tokenizer): a fresh model around the named encoder, or a trained arena model as it is."""
+    from backbones import load_model
+
+    options = {k: getattr(model_args, k) for k in ("head", "rank_loss", "pooling", "truncation", "style_features")}
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        model, tokenizer = load_model(model_args.model_name_or_path, **options)
+    except OSError as err:  # transformers' "not a local folder and not a valid model identifier" and kin
+        raise UserError(f"--model_name_or_path {model_args.model_name_or_path}: {err}") from err
+    limit = position_limit(model.config.encoder_config)
+    trained = is_trained(model_args.model_name_or_path, model)
+    if model_args.max_length is not None:
+        if limit is not None and model_args.max_length > limit:
+            raise UserError(f"--max_length {model_args.max_length}: this {model.config.encoder_config.model_type} "
+                            f"encoder reads at most {limit} tokens per tower")
+        model.config.max_length = model_args.max_length
+    elif not trained:
+        model.config.max_length = min(SEED_MAX_LENGTH, limit or SEED_MAX_LENGTH)
+    tokenizer.model_max_length = model.config.max_length
+    if model_args.freeze_encoder:
+        for param in model.encoder.parameters():
+            param.requires_grad = False
+    return model, tokenizer
+
+
+def position_limit(encoder_config: Any) -> int | None:
+    """Tokens an encoder can read: its position table for absolute positions (BERT), None for relative-only
+    (DeBERTa-v3 with position_biased_input=False reads any length)."""
+    if getattr(encoder_config, "position_biased_input", True):
+        return getattr(encoder_config, "max_position_embeddings", None)
+    return None
+
+
+def is_trained(model_name_or_path: str, model: Any) -> bool:
+    """Whether the model is a saved arena model (not an encoder with a fresh head)."""
+    # load_model returns a saved ArenaModel through from_pretrained, which records where it came from.
+    return not model_name_or_path.startswith("embedded:") and bool(getattr(model.config, "_name_or_path", ""))
+
+
+def load_splits(data_args: DataArguments, training_args: Any) -> dict[str, Any]:
+    """The raw splits this run needs: {"train", "validation", "test"} (datasets.Dataset each, in the arena
+    schema), with the validation split carved out of train by prompt when no validation set is given."""
+    from arena_dataset import InvalidBattleError, load_arena, split_by_prompt
+
+    def load(file: str | None, split: str, needed: bool):
+        source = file or data_args.dataset_name
+        if source is None:
+            return None
+        try:
+            return load_arena(source, split=split, skip_invalid=data_args.skip_invalid)
+        except InvalidBattleError:
+            raise
+        except ValueError as err:  # a dataset without this split: fine unless the split itself was asked for
+            if file is not None or needed:
+                raise
+            logger.info("%s has no %s split (%s)", source, split, err)
+            return None
+
+    splits: dict[str, Any] = {}
+    if training_args.do_train or (training_args.do_eval and not data_args.validation_file):
+        splits["train"] = load(data_args.train_file, "train", needed=training_args.do_train)
+    if training_args.do_eval:
+        splits["validation"] = load(data_args.validation_file, "validation", needed=False)
+        if splits["validation"] is None and splits.get("train") is not None and data_args.validation_split_percentage:
+            held_out = split_by_prompt(splits["train"], data_args.validation_split_percentage / 100,
+                                       seed=training_args.seed)
+            splits["train"], splits["validation"] = held_out["train"], held_out["validation"]
+            logger.info("held out %d of %d training battles for evaluation (split by prompt)",
+                        len(held_out["validation"]), len(held_out["train"]) + len(held_out["validation"]))
+        if splits["validation"] is None:
+            raise UserError("--do_eval needs battles to evaluate: give --validation_file, a --dataset_name with a "
+                            "validation split, or a --train_file with --validation_split_percentage > 0")
+    if training_args.do_train and splits.get("train") is None:
+        raise UserError("--do_train needs battles: give --train_file or --dataset_name")
+    if training_args.do_predict:
+        splits["test"] = load(data_args.test_file, "test", needed=True)
+        if splits["test"] is None:
+            raise UserError("--do_predict needs battles: give --test_file (or a --dataset_name with a test split)")
+    for name in ("train", "validation"):
+        if splits.get(name) is not None and "label" not in splits[name].column_names:
+            raise UserError(f"the {name} battles have no labels (winner / winner_model_a.. columns); "
+                            "training and evaluation need them")
+    return {k: v for k, v in splits.items() if v is not None}
+
+
+def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, data_args: DataArguments,
+             training_args: Any, freeze_encoder: bool) -> dict[str, Any]:
+    """Tower inputs for train/validation through arena_dataset.tokenize_arena (encoding_arena underneath, the
+    same path the pipeline takes at prediction time); with a frozen encoder, its pooled towers in place of the
+    token ids (pooled_towers.embed_towers: one encoder pass, cached, instead of one per epoch), computed on the
+    device this process trains on."""
+    from datasets import concatenate_datasets
+
+    from arena_dataset import swap_battles, tokenize_arena
+    from pooled_towers import embed_towers
+
+    out = {}
+    for name in ("train", "validation"):
+        if name in splits:
+            out[name] = tokenize_arena(splits[name], tokenizer, model.config.max_length, model.config.truncation)
+            if freeze_encoder:
+                model.to(training_args.device)  # Trainer would move it there next; the pass runs there too
+                out[name] = embed_towers(out[name], model, batch_size=training_args.per_device_eval_batch_size)
+    if data_args.swap_augment and "train" in out:
+        out["train"] = concatenate_datasets([out["train"], swap_battles(out["train"])])
+    return {name: model_columns(split) for name, split in out.items()}
+
+
+__all__ = ["is_trained", "load_model_and_tokenizer", "load_splits", "model_columns", "tokenize"]

@@ -1,0 +1,89 @@
+"""From model outputs to what a run reports: probabilities, the evaluation metrics, the fitted temperature, and the
+Kaggle predictions file.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hub_io import write_atomically
+
+logger = logging.getLogger("train")
+METRIC_PATH = Path(__file__).resolve().parent / "metrics" / "arena_metrics"
+
+
+def probabilities(logits: Any) -> np.ndarray:
+    """`(N, 3)` float64 probabilities from `(N, 3)` logits, or from a Trainer prediction whose first element they
+    are (the rank head also returns rewards)."""
+    logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+    logits = np.asarray(logits, dtype=np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def build_compute_metrics():
+    """compute_metrics for Trainer: the probabilities, scored by the repo's evaluate metric (log loss first)."""
+    import evaluate
+
+    # keep_in_memory: no cache files, so several processes (torchrun) never share a lock.
+    metric = evaluate.load(str(METRIC_PATH), keep_in_memory=True)
+
+    def compute_metrics(eval_pred) -> dict[str, float]:
+        return metric.compute(predictions=probabilities(eval_pred.predictions),
+                              references=np.asarray(eval_pred.label_ids))
+
+    return compute_metrics
+
+
+def calibrate(trainer: Any, output: Any, metrics: dict[str, float]) -> np.ndarray:
+    """Fit the temperature on the evaluation predictions (a Trainer PredictionOutput), store it in the model's
+    config, record it and the calibrated log loss in `metrics`; returns the calibrated (N, 3) probabilities."""
+    import torch
+
+    from calibration import fit_temperature
+
+    logits = output.predictions[0] if isinstance(output.predictions, (tuple, list)) else output.predictions
+    logits, labels = torch.as_tensor(np.asarray(logits), dtype=torch.float64), torch.as_tensor(output.label_ids)
+    factor = fit_temperature(logits, labels)
+    config = trainer.accelerator.unwrap_model(trainer.model).config
+    config.temperature = float(config.temperature * factor)
+    calibrated = probabilities(logits.numpy() / factor)
+    picked = calibrated[np.arange(len(calibrated)), np.asarray(output.label_ids, dtype=int)]
+    metrics["eval_log_loss_calibrated"] = float(-np.log(np.clip(picked, 1e-15, None)).mean())
+    metrics["temperature"] = config.temperature
+    logger.info("calibration: temperature %.3f; eval log loss %.4f -> %.4f (fitted on these battles)",
+                config.temperature, metrics["eval_log_loss"], metrics["eval_log_loss_calibrated"])
+    return calibrated
+
+
+def predict(model: Any, tokenizer: Any, test: Any, output_dir: str | Path, batch_size: int, swap_tta: bool) -> Path:
+    """Score every test battle with the arena-preference pipeline and write predictions.csv (Kaggle format:
+    id,winner_model_a,winner_model_b,winner_tie; one row per input row, in input order)."""
+    from tqdm.auto import tqdm
+
+    from configuration_arena import LABELS
+    from encoding_arena import BATTLE_KEYS
+    from pipeline_arena import ArenaPreferencePipeline
+
+    judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer)
+    battles = ({key: row[key] for key in BATTLE_KEYS} for row in test)
+    results = judge(battles, batch_size=batch_size, swap_tta=swap_tta)  # a generator in, a stream out
+    path = Path(output_dir) / "predictions.csv"
+
+    def write(temp: Path) -> None:
+        with open(temp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", *LABELS])
+            for battle_id, result in tqdm(zip(test["id"], results), total=len(test), desc="Predicting"):
+                writer.writerow([battle_id, *(f"{result[label]:.6f}" for label in LABELS)])
+
+    write_atomically(path, write)
+    return path
+
+
+__all__ = ["build_compute_metrics", "calibrate", "predict", "probabilities"]
