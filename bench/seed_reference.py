@@ -41,5 +41,5 @@ def seed_logits(model, ids_a, mask_a, ids_b, mask_b, style_a, style_b) -> torch.
     pooled_a = model.dropout(model.encode(ids_a, mask_a))
     pooled_b = model.dropout(model.encode(ids_b, mask_b))
     style = (style_a, style_b) if model.config.style_features else (None, None)
-    logits, _ = model.compare(pooled_a, pooled_b, *style)
+    logits = model.compare(pooled_a, pooled_b, *style)[0]  # (logits, rewards[, ...]): the first is the logits
     return logits

@@ -15,6 +15,11 @@ first `--train_pairs` battles (by default all of them: the same battles as infer
 line per mode bounds what any lossless fp32 path could reach (`ceiling`). The ONNX Runtime paths need onnx and
 onnxruntime (the `dev` extra; bench/onnx_encoder.py).
 
+Precision: the report starts with the CPU features that decide it (AMX, AVX512-BF16, AVX512-VNNI, AVX2) and what
+`precision_arena.resolve_precision("auto")` picks here; the `auto` row is the pipeline as users get it (its
+default precision), `pipeline` the same pipeline forced to fp32, `direct_bf16` the encoder cast to bf16 once.
+On a CPU without bf16 units bf16 is emulated (hundreds of times slower than fp32): leave the bf16 rows out there.
+
 Battles: every `--stride`-th of the first `--n_battles * --stride` rows of ../shared/data/arena_dev.csv (the first
 83 rows are long Arena-140k battles, the next ones MT-Bench; the stride keeps both in the sample). Weights:
 embedded:minilm-l6 with a classify head drawn with std 0.05 (seed 0): a freshly initialised head (std 0.02) gives
@@ -53,23 +58,28 @@ INFERENCE_PATHS = {
     "direct_no_grad": "model(): length-sorted batches of B, fp32, no_grad",
     "direct_sorted": "model(): a call per side, each trimmed to its longest tower, length-sorted batches of B, fp32, "
                      "inference_mode",
-    "direct_one_call": "as direct_sorted, both towers in one call (encode_towers(one_call=True))",
-    "direct_int8": "as direct_sorted, encoder Linear layers dynamically quantized to int8",
-    "direct_bf16": "as direct_sorted, bf16 autocast",
+    "direct_eager": "as direct_sorted, eager attention instead of SDPA",
+    "direct_one_call": "as direct_sorted, both towers in one call, padded to the longer side (one_call_towers)",
+    "direct_int8": "as direct_sorted, encoder Linear layers dynamically quantized to int8 (precision='int8')",
+    "direct_bf16": "as direct_sorted, encoder weights cast to bf16 once, pooling and head fp32 (precision='bf16')",
+    "direct_bf16_autocast": "as direct_sorted, bf16 autocast per op",
     "direct_compile": "as direct_sorted, torch.compile(dynamic=True) (compiled in the untimed warm-up pass)",
     "onnxruntime": "as direct_sorted, the encoder exported to ONNX and run by ONNX Runtime (fused attention, "
                    "layer-norm and GELU kernels), fp32",
     "onnxruntime_int8": "as onnxruntime, dynamically quantized (per-channel int8 weights)",
-    "pipeline": "pipeline('arena-preference') defaults, batch_size=B, from raw battles (tokenization included)",
+    "pipeline": "pipeline('arena-preference', precision='fp32'), batch_size=B, from raw battles (tokenization "
+                "included)",
+    "auto": "pipeline('arena-preference') as users get it: precision='auto' (the default), batch_size=B, from raw "
+            "battles",
 }
 TRAINING_PATHS = {
     "train_reference": "seed: padded to 512, two encoder calls, batch 2, fp32, input order",
     "train_fast": "model(): a call per side, length-sorted batches within the reference's token budget, fp32",
-    "train_one_call": "as train_fast, both towers in one call (encode_towers(one_call=True))",
+    "train_one_call": "as train_fast, both towers in one call, padded to the longer side (one_call_towers)",
 }
-DEFAULT_PATHS = ["reference", "direct_unsorted", "direct_no_grad", "direct_sorted", "direct_one_call", "direct_int8",
-                 "direct_compile", "onnxruntime", "onnxruntime_int8", "pipeline", "train_reference", "train_fast",
-                 "train_one_call"]
+DEFAULT_PATHS = ["reference", "direct_unsorted", "direct_no_grad", "direct_sorted", "direct_eager", "direct_one_call",
+                 "direct_int8", "direct_compile", "onnxruntime", "onnxruntime_int8", "pipeline", "auto",
+                 "train_reference", "train_fast", "train_one_call"]
 ONNX_FILES = {"onnxruntime": "encoder.onnx", "onnxruntime_int8": "encoder_int8.onnx"}
 
 
@@ -90,9 +100,10 @@ def build_model_dir(workdir: Path) -> Path:
 
     model, tokenizer = load_model("embedded:minilm-l6", max_length=MAX_LENGTH)
     torch.manual_seed(0)
-    with torch.no_grad():
-        model.classifier.weight.normal_(std=0.05)
-        model.style_classifier.weight.normal_(std=0.05)
+    with torch.no_grad():  # every weight matrix of the head (whatever its layout), in parameter order
+        for name, param in model.named_parameters():
+            if not name.startswith("encoder.") and param.dim() >= 2:
+                param.normal_(std=0.05)
     ArenaPreferencePipeline(model=model, tokenizer=tokenizer).save_pretrained(str(workdir / "model"))
     return workdir / "model"
 
@@ -123,10 +134,15 @@ def encoder_flops(n: int, length: int, config) -> float:
 
 
 def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a large square torch.matmul (median of repeats): the machine's practical peak."""
+    """FLOP/s of a large square torch.matmul (median of repeats): the machine's practical peak. Emulated bf16
+    (no AMX / AVX512-BF16) runs at well under 1 GFLOP/s: it is timed on a 512^3 product there (about a second)."""
     import torch
 
+    from precision_arena import cpu_has_native_bf16
+
     dtype = getattr(torch, dtype_name)
+    if dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        size = 512
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
     a @ b
     times = []
@@ -140,25 +156,34 @@ def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
 # ------------------------------------------------------------------------------------------------ worker (child)
 def quantized_copy(model):
     """An eval-mode copy of an ArenaModel whose encoder Linear layers compute in int8 (dynamic quantization:
-    int8 weights, activations quantized per batch; CPU). Everything else (embeddings, norms, heads) is shared
-    with `model`, not copied, so the copy costs only the int8 weights."""
-    import torch
-    from torch import nn
+    int8 weights, activations quantized per batch; CPU): `precision_arena.prepare_model(model, "int8")`. Everything
+    else (embeddings, norms, heads) is shared with `model`, not copied."""
+    from precision_arena import prepare_model
 
-    linear_params = {id(p) for m in model.encoder.modules() if isinstance(m, nn.Linear) for p in m.parameters()}
-    shared = {id(p): p for p in model.parameters() if id(p) not in linear_params}
-    fast = copy.deepcopy(model, memo=dict(shared)).eval()
-    with warnings.catch_warnings():  # torch suggests torchao; torch.ao's dynamic quantization still works
-        warnings.simplefilter("ignore")
-        torch.ao.quantization.quantize_dynamic(fast.encoder, {nn.Linear}, dtype=torch.qint8, inplace=True)
-    return fast
+    return prepare_model(model, "int8")
+
+
+def one_call_towers(model, ids_a, mask_a, ids_b, mask_b):
+    """Both sides' towers through the encoder in ONE call, each side padded to the longer one (what
+    `ArenaModel.encode_towers(one_call=True)` did before the model kept only a call per side): `(B, H)` pooled A
+    and B. Fewer, larger kernels, against attention over the cross-side padding."""
+    import torch
+    import torch.nn.functional as F
+
+    length = max(ids_a.shape[1], ids_b.shape[1])
+    pad_id = model.config.encoder_config.pad_token_id or 0
+    ids = torch.cat([F.pad(ids_a, (0, length - ids_a.shape[1]), value=pad_id),
+                     F.pad(ids_b, (0, length - ids_b.shape[1]), value=pad_id)])
+    mask = torch.cat([F.pad(mask_a, (0, length - mask_a.shape[1])), F.pad(mask_b, (0, length - mask_b.shape[1]))])
+    pooled = model.encode(ids, mask)
+    return pooled[: len(ids_a)], pooled[len(ids_a) :]
 
 
 def one_call_forward(model, labels=None, **batch):
-    """ArenaModel.forward with both towers in one encoder call: encode_towers(one_call=True), then forward's own
-    head and loss on the pooled towers."""
-    pooled_a, pooled_b = model.encode_towers(*(batch[k] for k in ("input_ids_a", "attention_mask_a", "input_ids_b",
-                                                                  "attention_mask_b")), one_call=True)
+    """ArenaModel.forward with both towers in one encoder call (one_call_towers), then forward's own head and loss
+    on the pooled towers."""
+    pooled_a, pooled_b = one_call_towers(model, *(batch[k] for k in ("input_ids_a", "attention_mask_a",
+                                                                     "input_ids_b", "attention_mask_b")))
     return model(pooled_a=pooled_a, pooled_b=pooled_b, style_a=batch.get("style_a"), style_b=batch.get("style_b"),
                  labels=labels)
 
@@ -196,6 +221,7 @@ def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pair
     from encoding_arena import ArenaCollator, encode_battles
     from modeling_arena import ArenaModel
     from pipeline_arena import ArenaPreferencePipeline
+    from precision_arena import prepare_model
     from seed_reference import SEED_BATCH_PAIRS, seed_batches, seed_logits
     from transformers import AutoTokenizer
 
@@ -232,6 +258,11 @@ def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pair
             order = length_order(features) if path != "direct_unsorted" else list(range(len(battles)))
             collated, flops = shaped(sorted_batches(features, order, BATCH), one_call=path == "direct_one_call")
             runner = quantized_copy(model) if path == "direct_int8" else model
+            if path == "direct_bf16":
+                runner = prepare_model(model, "bf16")
+            if path == "direct_eager":
+                runner = copy.deepcopy(model)
+                runner.encoder.set_attn_implementation("eager")
             if path == "direct_one_call":
                 runner = partial(one_call_forward, model)
             if path in ONNX_FILES:
@@ -241,7 +272,7 @@ def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pair
             if path == "direct_compile":
                 runner = torch.compile(model, dynamic=True)
             context = torch.no_grad if path == "direct_no_grad" else torch.inference_mode
-            autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=path == "direct_bf16")
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=path == "direct_bf16_autocast")
 
             def run(collated=collated, runner=runner, context=context, autocast=autocast):
                 probs = [None] * len(battles)
@@ -251,8 +282,9 @@ def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pair
                             probs[i] = p
                 return probs
             passes[path] = (run, len(battles), flops)
-        elif path == "pipeline":
-            judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer)
+        elif path in ("pipeline", "auto"):
+            judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer,
+                                            **({"precision": "fp32"} if path == "pipeline" else {}))
             inputs = [{k: b[k] for k in ("prompt", "response_a", "response_b")} for b in battles]
             _, flops = shaped(sorted_batches(features, length_order(features), BATCH))
 
@@ -368,8 +400,12 @@ def main() -> None:
 
     import torch
 
+    from precision_arena import cpu_flags, resolve_precision
+
     torch.set_num_threads(THREADS)
-    started = time.time()
+    flags, precision = cpu_flags(), resolve_precision("auto")
+    print(f"CPU: {describe_flags(flags)}; precision='auto' picks {precision}", flush=True)
+    started, load = time.time(), os.getloadavg()
     env = {**os.environ, "ARENA_BENCH_BATCH": str(args.batch_size), "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(THREADS)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -403,14 +439,24 @@ def main() -> None:
                   flush=True)
         peak["float32_before"], peak["float32_after"] = peak["float32"], matmul_peak("float32")
         peak["float32"] = max(peak["float32_before"], peak["float32_after"])  # practical peak: the faster of the two
+    for path in ("auto", "pipeline"):
+        if path in results:
+            results[path]["precision"] = precision if path == "auto" else "fp32"
+    machine = {"cpu_flags": flags, "precision": precision, "load_average_start": load,
+               "load_average_end": os.getloadavg()}
     labels = [b["label"] for b in battles]
     lengths = _tower_lengths(battles, model_dir=None)
-    report = render(args, results, peak, labels, lengths, time.time() - started, onnx_seconds)
+    report = render(args, results, peak, labels, lengths, time.time() - started, onnx_seconds, machine)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)
     Path(args.out).with_suffix(".json").write_text(json.dumps(
-        {"args": vars(args), "peak_flops": peak, "results": results}, indent=1))
+        {"args": vars(args), "machine": machine, "peak_flops": peak, "results": results}, indent=1))
     print(report)
+
+
+def describe_flags(flags: dict[str, bool]) -> str:
+    names = {"amx": "AMX", "avx512_bf16": "AVX512-BF16", "avx512_vnni": "AVX512-VNNI", "avx2": "AVX2"}
+    return ", ".join(f"{names[k]} {'yes' if v else 'no'}" for k, v in flags.items())
 
 
 def _tower_lengths(battles: list[dict], model_dir=None) -> tuple[float, float]:
@@ -439,7 +485,7 @@ def ceiling(name: str, slow_path: str, fast_path: str, results: dict, peak: floa
 
 
 def render(args, results: dict, peak: dict, labels: list[int], lengths: tuple, seconds: float,
-           onnx_seconds: float | None) -> str:
+           onnx_seconds: float | None, machine: dict) -> str:
     import platform
 
     import torch
@@ -450,7 +496,11 @@ def render(args, results: dict, peak: dict, labels: list[int], lengths: tuple, s
     lines = [
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {THREADS} threads; "
-        f"{os.cpu_count()} cores visible (shared with other jobs: compare ratios, not absolute figures).",
+        f"{os.cpu_count()} cores visible (shared with other jobs: compare ratios, not absolute figures); load "
+        f"average {machine['load_average_start'][0]:.1f} at the start, {machine['load_average_end'][0]:.1f} at the "
+        "end.",
+        f"CPU features: {describe_flags(machine['cpu_flags'])}; precision='auto' (the pipeline's default) picks "
+        f"**{machine['precision']}** here.",
         f"fp32 matmul peak (2048^3): {peak['float32_before'] / 1e9:.1f} GFLOP/s before the paths, "
         f"{peak['float32_after'] / 1e9:.1f} after; bf16 matmul: {peak['bfloat16'] / 1e9:.2f} GFLOP/s.",
         f"Battles: {len(labels)} (rows 0, {args.stride}, ... of arena_dev.csv); mean tower length "

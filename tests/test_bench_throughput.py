@@ -13,6 +13,7 @@ from seed_reference import seed_batches, seed_logits  # noqa: E402
 from throughput import (  # noqa: E402
     encoder_flops,
     length_order,
+    one_call_towers,
     quantized_copy,
     sorted_batches,
     token_budget_batches,
@@ -32,6 +33,16 @@ def test_seed_reference_matches_the_one_call_forward(tiny_model, tiny_tokenizer,
         fast = tiny_model(**tiny_batch).logits
         slow = torch.cat([seed_logits(tiny_model, *b[:6]) for b in seed_batches(features, 64, 0)])
     torch.testing.assert_close(slow, fast, atol=1e-5, rtol=0)
+
+
+def test_one_call_towers_pool_as_a_call_per_side(tiny_model, tiny_batch):
+    """The bench's one-call variant computes what the model's call per side computes (padding is masked)."""
+    tiny_model.eval()
+    towers = [tiny_batch[k][:, : 40 if k.endswith("b") else None] for k in ("input_ids_a", "attention_mask_a",
+                                                                              "input_ids_b", "attention_mask_b")]
+    with torch.no_grad():
+        for got, expected in zip(one_call_towers(tiny_model, *towers), tiny_model.encode_towers(*towers)):
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
 def test_sorted_batches_under_inference_mode_match_input_order_under_no_grad(tiny_model, tiny_tokenizer, features):
@@ -95,7 +106,9 @@ def test_onnxruntime_encoder_matches_the_pytorch_encoder(tiny_tokenizer, tiny_ba
                             add_pooling_layer=False)
         model = ArenaModel.from_encoder(encoder).eval()
         with torch.no_grad():
-            model.classifier.weight.normal_(std=0.5)  # a head that reacts to the towers, not near-uniform output
+            for name, param in model.named_parameters():  # a head that reacts to the towers, not near-uniform
+                if not name.startswith("encoder.") and param.dim() >= 2:
+                    param.normal_(std=0.5)
     paths = export_encoder(model, tmp_path)
     import onnx
 
