@@ -160,15 +160,26 @@ def _leaderboard_tab(gr: Any, model: str) -> None:
     def on_rate(path: str | None, bootstrap: float):
         if not path:
             raise gr.Error("upload a responses file first")
-        output_dir = Path(tempfile.mkdtemp(prefix="arena-leaderboard-"))
         try:
-            leaderboard.leaderboard(model, responses=path, output_dir=str(output_dir), bootstrap=int(bootstrap))
-        except ValueError as err:  # LeaderboardError and bad rows: the user's file, said on the page
+            return rate_responses(model, path, int(bootstrap))
+        except (ValueError, FileNotFoundError) as err:  # a bad file or option: the user's to fix, said on the page
             raise gr.Error(str(err)) from None
-        plot_file = output_dir / "ratings.png"
-        return str(output_dir / "leaderboard.csv"), str(plot_file) if plot_file.exists() else None
 
     run.click(on_rate, [upload, rounds], [table, plot])
+
+
+def rate_responses(model: str, responses: str, bootstrap: int) -> tuple[Any, str | None]:
+    """(the leaderboard table as a DataFrame, the ratings plot's file) for a responses file, from leaderboard.py;
+    its outputs go to a fresh temporary folder (one per request: several users may rate at once)."""
+    import leaderboard
+    import pandas as pd
+
+    output_dir = Path(tempfile.mkdtemp(prefix="arena-leaderboard-"))
+    leaderboard.leaderboard(model, responses=responses, output_dir=str(output_dir), bootstrap=bootstrap)
+    plot_file = output_dir / "ratings.png"
+    # Ratings to a tenth of a point (the csv keeps every digit); no empty column (e.g. without style control)
+    table = pd.read_csv(output_dir / "leaderboard.csv").dropna(axis=1, how="all").round(1)
+    return table, (str(plot_file) if plot_file.exists() else None)
 
 
 # ----------------------------------------------------------------------------------------------------------- Space

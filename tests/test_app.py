@@ -21,6 +21,7 @@ import app  # noqa: E402  (after the environment is set)
 from pipeline_arena import ArenaPreferencePipeline  # noqa: E402
 
 PROBS = ("winner_model_a", "winner_model_b", "winner_tie")
+MODELS = ("alpha", "beta", "gamma")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
@@ -46,6 +47,23 @@ def judge(model_dir):
     return app.load_judge(str(model_dir))
 
 
+@pytest.fixture()
+def responses(tmp_path, monkeypatch) -> Path:
+    """A responses file: three models' answers to three prompts. The leaderboard's score cache goes to tmp_path."""
+    import json
+
+    import leaderboard
+
+    monkeypatch.setattr(leaderboard, "_default_cache_dir", lambda: tmp_path / "score-cache")
+    answers = {"What is 2+2?": ["4", "The answer is 5.", "## Answer\n- **4**"],
+               "Capital of France?": ["Paris", "Lyon, I think.", "The capital of France is **Paris**."],
+               "Write a haiku.": ["Rain on the roof", "No.", "Soft rain on the roof\nwhispers to the town"]}
+    path = tmp_path / "responses.jsonl"
+    path.write_text("".join(json.dumps({"prompt": prompt, "model": model, "response": answer}) + "\n"
+                            for prompt, texts in answers.items() for model, answer in zip(MODELS, texts)))
+    return path
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,7 +78,7 @@ def test_turns_are_split_on_a_separator_line():
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                     reason="no chromium/chromedriver on PATH (Debian: apt-get install chromium chromium-driver)")
-def test_battle_tab_in_a_real_browser(tmp_path, model_dir, judge):
+def test_battle_and_leaderboard_tabs_in_a_real_browser(tmp_path, model_dir, judge, responses):
     from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -90,45 +108,85 @@ def test_battle_tab_in_a_real_browser(tmp_path, model_dir, judge):
         shown = {m.get_attribute("aria-label"): float(m.get_attribute("value"))
                  for m in driver.find_elements(By.CSS_SELECTOR, "#probabilities meter")}
         note = " ".join(e.text for e in driver.find_elements(By.ID, "style_note"))
+        controlled = {m.get_attribute("aria-label"): float(m.get_attribute("value"))
+                      for m in driver.find_elements(By.CSS_SELECTOR, "#style_controlled meter")}
         screenshot = tmp_path / "battle.png"
         assert driver.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 0
         print(f"screenshot: {screenshot}")
+
+        # Leaderboard: upload the responses file, rate, read the table's model column and wait for the plot.
+        next(tab for tab in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+             if tab.text == "Leaderboard").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#responses input[type=file]"))
+        driver.find_element(By.CSS_SELECTOR, "#responses input[type=file]").send_keys(str(responses))
+        wait.until(lambda d: ".jsonl" in d.find_element(By.ID, "responses").text)  # the uploaded file is listed
+        driver.find_element(By.ID, "rate").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#ratings_plot img"))
+        table = driver.find_element(By.ID, "leaderboard_table").text
+        board_screenshot = tmp_path / "leaderboard.png"
+        assert driver.save_screenshot(str(board_screenshot))
+        print(f"screenshot: {board_screenshot}")
     finally:
         driver.quit()
         demo.close()
 
     # The page shows the pipeline's swap-averaged probabilities of the two-turn battle.
-    expected = judge({key: app.split_turns(text) for key, text in battle.items()}, swap_tta=True)
+    styled = app.style_control_reason(judge) is None
+    expected = judge({key: app.split_turns(text) for key, text in battle.items()}, swap_tta=True,
+                     **({"style_control": True} if styled else {}))
     assert shown == pytest.approx({app.BARS[key]: expected[key] for key in PROBS}, abs=1e-6)
     assert len(app.split_turns(battle["prompt"])) == 2
-    if app.style_control_reason(judge) is not None:
-        assert app.NOT_AVAILABLE in note
+    if styled:  # the pipeline gives style-controlled probabilities: their bars are shown too
+        assert controlled == pytest.approx({app.BARS[k]: expected["style_controlled"][k] for k in PROBS}, abs=1e-6)
+    else:
+        assert app.NOT_AVAILABLE in note and not controlled
+    assert all(model in table for model in MODELS) and "rating" in table
 
 
-class StyleJudge(ArenaPreferencePipeline):
-    """A pipeline with the `style_control` option the quality issue adds (style_controlled: the three probabilities
-    reversed, to tell them apart)."""
+class StyleJudge:
+    """A pipeline with the `style_control` option (style_controlled: the three probabilities reversed, to tell them
+    apart), whatever the real pipeline has."""
 
-    def _sanitize_parameters(self, style_control: bool | None = None, **kwargs):
-        preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)
-        if style_control is not None:
-            postprocess["style_control"] = style_control
-        return preprocess, forward, postprocess
+    def __init__(self, judge):
+        self.judge = judge
 
-    def postprocess(self, model_outputs, return_logits: bool = False, style_control: bool = False):
-        result = super().postprocess(model_outputs, return_logits)
+    def _sanitize_parameters(self, style_control: bool | None = None, **options):  # what the app inspects
+        return {}, {}, {}
+
+    def __call__(self, battle, style_control: bool = False, **options):
+        result = self.judge(battle, **options)
         if style_control:
             result["style_controlled"] = dict(zip(PROBS, reversed([result[key] for key in PROBS])))
         return result
 
 
+class OlderJudge(StyleJudge):
+    """A pipeline from before the `style_control` option: it refuses unknown options."""
+
+    def _sanitize_parameters(self, **options):
+        return {}, {}, {}
+
+    def __call__(self, battle, **options):
+        if "style_control" in options:
+            raise TypeError("arena-preference pipeline: unknown option(s) ['style_control']")
+        return self.judge(battle, **options)
+
+
 def test_style_controlled_view_is_shown_when_the_pipeline_gives_it(judge):
-    styled = StyleJudge(model=judge.model, tokenizer=judge.tokenizer)
-    assert app.style_control_reason(judge) is not None  # no option: "not available for this model"
+    assert app.style_control_reason(OlderJudge(judge)) == "this model's pipeline has no style_control option"
+    styled = StyleJudge(judge)
     assert app.style_control_reason(styled) is None
     bars, controlled = app.score_battle(styled, "What is 2+2?", "4", "5", style_control=True)
+    assert list(bars) == list(controlled) == ["A wins", "B wins", "Tie"]
     assert list(controlled.values()) == pytest.approx(list(reversed(list(bars.values()))))
     assert app.score_battle(judge, "What is 2+2?", "4", "5", style_control=False)[1] is None
+
+
+def test_leaderboard_tab_rates_the_models_of_a_responses_file(model_dir, responses):
+    table, plot = app.rate_responses(str(model_dir), str(responses), bootstrap=10)
+    assert sorted(table["model"]) == list(MODELS) and list(table["rank"]) == [1, 2, 3]
+    assert (table["ci_low"] <= table["rating"]).all() and (table["rating"] <= table["ci_high"]).all()
+    assert plot is not None and Path(plot).stat().st_size > 0
 
 
 def test_a_battle_whose_boxes_disagree_on_turns_is_an_error_on_the_page(judge):
