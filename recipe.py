@@ -84,6 +84,7 @@ def load_splits(data_args: DataArguments, training_args: Any) -> dict[str, Any]:
     splits: dict[str, Any] = {}
     if training_args.do_train or (training_args.do_eval and not data_args.validation_file):
         splits["train"] = load(data_args.train_file, "train", needed=training_args.do_train)
+        _require_labels(splits["train"], "train")  # before the split by prompt: its error would hide this one
     if training_args.do_eval:
         splits["validation"] = load(data_args.validation_file, "validation", needed=False)
         if splits["validation"] is None and splits.get("train") is not None and data_args.validation_split_percentage:
@@ -101,11 +102,14 @@ def load_splits(data_args: DataArguments, training_args: Any) -> dict[str, Any]:
         splits["test"] = load(data_args.test_file, "test", needed=True)
         if splits["test"] is None:
             raise UserError("--do_predict needs battles: give --test_file (or a --dataset_name with a test split)")
-    for name in ("train", "validation"):
-        if splits.get(name) is not None and "label" not in splits[name].column_names:
-            raise UserError(f"the {name} battles have no labels (winner / winner_model_a.. columns); "
-                            "training and evaluation need them")
+    _require_labels(splits.get("validation"), "validation")
     return {k: v for k, v in splits.items() if v is not None}
+
+
+def _require_labels(split: Any, name: str) -> None:
+    if split is not None and "label" not in split.column_names:
+        raise UserError(f"the {name} battles have no labels (winner / winner_model_a.. columns); "
+                        "training and evaluation need them")
 
 
 def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, data_args: DataArguments,

@@ -34,3 +34,18 @@ def test_a_local_model_path_that_does_not_exist_says_no_such_folder(tmp_path, mo
     for load in (load_model, load_encoder):
         with pytest.raises(OSError, match="no such folder"):
             load(path.format(tmp=tmp_path))
+
+
+def test_unlabeled_training_rows_that_share_one_prompt_say_no_labels(tmp_path, capsys):
+    import train
+
+    # One prompt: the split by prompt for evaluation would fail first ("too few to split by prompt").
+    path = tmp_path / "unlabeled.jsonl"
+    path.write_text("".join(f'{{"id": {i}, "prompt": "same", "response_a": "a{i}", "response_b": "b"}}\n'
+                            for i in range(4)))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--model_name_or_path", "embedded:tiny-deberta", "--train_file", str(path), "--do_train",
+                    "--do_eval", "--validation_split_percentage", "25", "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1, err[-2000:]
+    assert "the train battles have no labels" in err and "too few to split" not in err
