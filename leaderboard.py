@@ -314,7 +314,7 @@ def style_control_reason(judge: Any, battle: dict[str, Any]) -> str | None:
                 "style-controlled probabilities to rate")
     try:
         result = judge(dict(battle), style_control=True)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, AttributeError) as err:  # e.g. a model without content-only logits
         return f"the pipeline cannot style-control this model: {' '.join(str(err).split())}"
     if not isinstance(result.get("style_controlled"), dict):
         return "the pipeline returned no style_controlled probabilities for this model"
@@ -511,7 +511,8 @@ def rate(scored: ScoredBattles, bootstrap: int = 100, seed: int = 0, anchor: str
         style = to_ratings(fit_davidson(scored.model_a, scored.model_b, scored.style_probs, m)[0], scored.models,
                            pinned)
     elif style_reason is None:
-        style_reason = "some battles have no style-controlled probabilities"
+        style_reason = ("no style-controlled probabilities were given" if scored.style_probs is None else
+                        "some battles have no style-controlled probabilities")
     human = None
     if scored.labels is not None:
         human = to_ratings(fit_davidson(scored.model_a, scored.model_b, np.eye(3)[scored.labels], m)[0],

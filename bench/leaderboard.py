@@ -44,7 +44,7 @@ SWAP = [1, 0, 2]
 
 
 # ----------------------------------------------------------------------------------------------------- real votes
-def real(folds: int, seed: int, bootstrap: int, recipes: list[str] | None) -> dict:
+def real(folds: int, seed: int, bootstrap: int, recipes: list[str] | None, limit: int | None = None) -> dict:
     import torch
 
     import quality as q
@@ -53,8 +53,8 @@ def real(folds: int, seed: int, bootstrap: int, recipes: list[str] | None) -> di
 
     torch.set_num_threads(2)
     encoder, tokenizer = load_encoder(q.ENCODER)
-    battles = q.load_battles(DEV, "dev", encoder, tokenizer)  # cached encoder features (~/.cache/arena-quality)
-    data = load_arena(str(DEV)).select_columns(["id", "model_a", "model_b"])
+    battles = q.load_battles(DEV, "dev", encoder, tokenizer, limit)  # cached features (~/.cache/arena-quality)
+    data = load_arena(str(DEV)).select_columns(["id", "model_a", "model_b"]).select(range(len(battles)))
     ids, model_a, model_b = np.asarray(data["id"]), data["model_a"], data["model_b"]
     names = recipes or [q.DEFAULT_NEW, q.REFERENCE]
     results = {}
@@ -68,6 +68,8 @@ def real(folds: int, seed: int, bootstrap: int, recipes: list[str] | None) -> di
         per_source = {}
         for source, label in SOURCES.items():
             rows = np.flatnonzero(ids // 1_000_000 == source)
+            if len(rows) == 0:  # a --limit smoke run
+                continue
             models = sorted({model_a[i] for i in rows} | {model_b[i] for i in rows})
             scored = lb.ScoredBattles(
                 models, np.array([models.index(model_a[i]) for i in rows]),
@@ -188,8 +190,8 @@ def render(report: dict) -> str:
         lines += [""]
         for name, per in r["recipes"].items():
             for source, s in per.items():
-                lines += [f"**{name}, {source}**: predicted order " + " > ".join(s["predicted_order"]),
-                          f"; human order " + " > ".join(s["human_order"]) + ".", ""]
+                lines += [f"**{name}, {source}**: predicted order " + " > ".join(s["predicted_order"])
+                          + "; human order " + " > ".join(s["human_order"]) + ".", ""]
                 lines += ["| model | predicted rating (95% CI) | human rating | style-controlled |",
                           "| --- | --- | --- | --- |"]
                 for row in s["rows"]:
@@ -233,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=100)
     parser.add_argument("--recipes", nargs="*", default=None, help="bench/quality.py RECIPES names")
+    parser.add_argument("--limit", type=int, default=None, help="real: first N rows only (smoke runs)")
     parser.add_argument("--simulations", type=int, default=40)
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     args = parser.parse_args(argv)
@@ -241,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     for part in args.parts:
         started = time.time()
         if part == "real":
-            result = real(args.folds, args.seed, args.bootstrap, args.recipes)
+            result = real(args.folds, args.seed, args.bootstrap, args.recipes, args.limit)
         elif part == "synthetic":
             result = synthetic(args.simulations, 100, args.bootstrap, args.seed)
         elif part == "memory":

@@ -163,7 +163,12 @@ def test_responses_function_api_and_cache(model_dir, tmp_path):
     assert json.loads((tmp_path / "board" / "leaderboard.json").read_text())["models"] == board["models"]
     row = board["models"][0]
     assert set(row) == {"model", "rating", "ci_low", "ci_high", "battles", "style_controlled_rating"}
-    assert "agreement" not in board and board["style_controlled_rating_note"]  # no labels; why no style column
+    assert "agreement" not in board  # no labels
+    styled = [r["style_controlled_rating"] for r in board["models"]]
+    if board["style_controlled_rating_note"] is None:  # the pipeline gives style-controlled probabilities
+        assert all(isinstance(r, float) for r in styled)
+    else:
+        assert styled == [None] * 3
 
     again = lb.leaderboard(model_dir, responses=str(responses), **options)
     assert again["produced_by"]["scored_now"] == 0
@@ -173,6 +178,35 @@ def test_responses_function_api_and_cache(model_dir, tmp_path):
     added = lb.leaderboard(model_dir, responses=str(more), **options)
     assert added["produced_by"]["scored_now"] == 4 * 3  # delta against each of 3 models on 4 prompts
     assert added["produced_by"]["n_battles"] == 24
+
+
+class _Judge:
+    """A stand-in pipeline: with or without the style_control option, with or without the result key."""
+
+    def __init__(self, option: bool, returns: bool):
+        self.returns = returns
+        if option:
+            self._sanitize_parameters = lambda swap_tta=None, style_control=None: ({}, {}, {})
+        else:
+            self._sanitize_parameters = lambda swap_tta=None: ({}, {}, {})
+
+    def __call__(self, battle, style_control=False):
+        return {"style_controlled": dict.fromkeys(lb.LABELS, 1 / 3)} if self.returns else {}
+
+
+def test_style_control_is_detected_not_assumed():
+    battle = {"prompt": "Hi", "response_a": "a", "response_b": "b"}
+    assert "no style_control option" in lb.style_control_reason(_Judge(False, False), battle)
+    assert "returned no style_controlled" in lb.style_control_reason(_Judge(True, False), battle)
+    assert lb.style_control_reason(_Judge(True, True), battle) is None
+    scored = _scored()
+    scored.style_probs = scored.probs[:, [1, 0, 2]]  # style-controlled view: the order reversed
+    board = lb.rate(scored, bootstrap=0)
+    assert board["style_controlled_rating_note"] is None
+    assert [r["model"] for r in sorted(board["models"], key=lambda r: r["style_controlled_rating"])] == list(MODELS)
+    absent = lb.rate(_scored(), bootstrap=0, style_reason="no reason given")
+    assert absent["style_controlled_rating_note"] == "no reason given"
+    assert all(r["style_controlled_rating"] is None for r in absent["models"])
 
 
 def test_max_pairs_per_prompt_samples_with_the_seed(tmp_path):
