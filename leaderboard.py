@@ -678,13 +678,13 @@ def run(args: LeaderboardArguments) -> dict[str, Any] | None:
     state = PartialState(cpu=not torch.cuda.is_available())
     is_main = state.is_main_process
 
-    if args.responses is not None:
-        path, kind = args.responses, "responses"
-        rows = load_responses(path)
-        battles, total = battles_from_responses(rows, path, args.max_pairs_per_prompt, args.seed, args.chunk_size), None
+    path, kind = (args.responses, "responses") if args.responses is not None else (args.battles, "battles")
+    with state.main_process_first():  # one process writes the Arrow copy, the others read it
+        data = load_responses(path) if kind == "responses" else load_battles(path)
+    if kind == "responses":
+        battles = battles_from_responses(data, path, args.max_pairs_per_prompt, args.seed, args.chunk_size)
+        total = None  # known only once every prompt is read
     else:
-        path, kind = args.battles, "battles"
-        data = load_battles(path)
         battles, total = battles_from_dataset(data, args.chunk_size), len(data)
 
     set_seed(args.seed)  # an embedded: name gets a fresh head: the same on every process
