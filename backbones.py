@@ -116,11 +116,23 @@ def load_model(name_or_path: str, **config_kwargs: Any) -> tuple[ArenaModel, Any
             for key, value in config_kwargs.items():
                 setattr(config, key, value)
             model = ArenaModel.from_pretrained(name_or_path, config=config)
-            return model, AutoTokenizer.from_pretrained(name_or_path)
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            _record_special_tokens(model, tokenizer)
+            return model, tokenizer
     encoder, tokenizer = load_encoder(name_or_path)
     model = ArenaModel.from_encoder(encoder, **config_kwargs)
     tokenizer.model_max_length = model.config.max_length
+    _record_special_tokens(model, tokenizer)
     return model, tokenizer
+
+
+def _record_special_tokens(model: ArenaModel, tokenizer: Any) -> None:
+    """Write the tokenizer's PAD/BOS/EOS ids into the model's config. Trainer does the same on every run, with a
+    warning that the tokenizer "has new PAD/BOS/EOS tokens"; they are not new: model and tokenizer come together."""
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        token_id = getattr(tokenizer, name, None)
+        if token_id is not None:
+            setattr(model.config, name, token_id)
 
 
 def _check_local_folder(name_or_path: str) -> None:

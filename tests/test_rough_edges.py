@@ -49,3 +49,21 @@ def test_unlabeled_training_rows_that_share_one_prompt_say_no_labels(tmp_path, c
     err = capsys.readouterr().err
     assert exit_info.value.code == 1, err[-2000:]
     assert "the train battles have no labels" in err and "too few to split" not in err
+
+
+def test_trainer_finds_no_new_pad_bos_eos_tokens_to_warn_about(tmp_path):
+    import transformers
+    from transformers.testing_utils import CaptureLogger
+    from transformers.trainer_utils import align_special_tokens  # what Trainer calls on every run
+
+    from backbones import load_model
+    from pipeline_arena import ArenaPreferencePipeline
+
+    fresh, tokenizer = load_model("embedded:tiny-deberta", max_length=32)
+    ArenaPreferencePipeline(model=fresh, tokenizer=tokenizer).save_pretrained(str(tmp_path / "saved"))
+    saved, saved_tokenizer = load_model(str(tmp_path / "saved"))
+    for model, tok in ((fresh, tokenizer), (saved, saved_tokenizer)):
+        with CaptureLogger(transformers.utils.logging.get_logger("transformers.trainer_utils")) as captured:
+            align_special_tokens(model, tok)
+        assert "PAD/BOS/EOS" not in captured.out
+        assert model.config.pad_token_id == tok.pad_token_id
