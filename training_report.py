@@ -167,7 +167,7 @@ and needs only torch and transformers, hence `trust_remote_code=True`.
 {trained}; learning rate {training_args.learning_rate}, weight decay {training_args.weight_decay},
 {training_args.num_train_epochs} epoch(s) (max_steps {training_args.max_steps}), batch
 {training_args.per_device_train_batch_size} per device x {training_args.gradient_accumulation_steps} accumulation,
-{training_args.optim}, seed {training_args.seed}.
+optimizer {getattr(training_args.optim, 'value', training_args.optim)}, seed {training_args.seed}.
 
 ## Limits
 

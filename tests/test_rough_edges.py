@@ -67,3 +67,12 @@ def test_trainer_finds_no_new_pad_bos_eos_tokens_to_warn_about(tmp_path):
             align_special_tokens(model, tok)
         assert "PAD/BOS/EOS" not in captured.out
         assert model.config.pad_token_id == tok.pad_token_id
+
+
+def test_model_card_names_the_optimizer_as_the_option_is_spelled(tmp_path, tiny_model):
+    import training_report
+    from training_arguments import parse_args
+
+    model_args, data_args, training_args = parse_args(["--output_dir", str(tmp_path), "--optim", "adagrad"])
+    card = str(training_report.model_card(model_args, data_args, training_args, tiny_model.config, {}))
+    assert "optimizer adagrad," in card and "OptimizerNames" not in card
