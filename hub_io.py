@@ -136,6 +136,9 @@ def push(output_dir: str | Path, training_args: Any) -> str:
 
     huggingface_hub retries each request on 5xx answers and timeouts (5 retries, 1-8 s apart); when it gives up,
     a UserError says so, that the local output is complete, and how to push it again without training.
+
+    Another endpoint (a private Hub, a test server such as tests/hub_server.py): set HF_ENDPOINT before Python
+    starts (huggingface_hub reads it on import), and HF_HUB_DISABLE_XET=1 where it does not speak Xet; docs/hub.md.
     """
     import httpx2  # huggingface_hub 2's HTTP client; HfHubHTTPError and timeouts are its HTTPError
     from huggingface_hub import create_repo, get_session, upload_folder
@@ -143,6 +146,10 @@ def push(output_dir: str | Path, training_args: Any) -> str:
     get_session().timeout = float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or PUSH_TIMEOUT_S)
     repo_id = training_args.hub_model_id or Path(output_dir).resolve().name
     token = training_args.hub_token
+    # The HTTP client logs every request at INFO (a dozen lines a push), which train.py's INFO logging would show.
+    http_log = logging.getLogger("httpx2")
+    http_level = http_log.level
+    http_log.setLevel(max(http_level, logging.WARNING))
     try:
         repo_id = create_repo(repo_id, token=token, private=training_args.hub_private_repo, exist_ok=True).repo_id
         upload_folder(
@@ -156,6 +163,8 @@ def push(output_dir: str | Path, training_args: Any) -> str:
                         f"({type(err).__name__}: {reason}); {output_dir} is complete and unchanged. Push it again "
                         f"without training: python train.py --model_name_or_path {output_dir} --output_dir "
                         f"{output_dir} --do_train false --push_to_hub --hub_model_id {repo_id}") from err
+    finally:
+        http_log.setLevel(http_level)
     return repo_id
 
 

@@ -76,3 +76,24 @@ def test_model_card_names_the_optimizer_as_the_option_is_spelled(tmp_path, tiny_
     model_args, data_args, training_args = parse_args(["--output_dir", str(tmp_path), "--optim", "adagrad"])
     card = str(training_report.model_card(model_args, data_args, training_args, tiny_model.config, {}))
     assert "optimizer adagrad," in card and "OptimizerNames" not in card
+
+
+def test_a_push_logs_no_http_request_lines(tmp_path):
+    import os
+
+    from backbones import load_model
+    from hub_server import HubServer
+    from pipeline_arena import ArenaPreferencePipeline
+
+    model, tokenizer = load_model("embedded:tiny-deberta", max_length=32)
+    folder = tmp_path / "trained"
+    ArenaPreferencePipeline(model=model, tokenizer=tokenizer).save_pretrained(str(folder))
+    with HubServer() as hub:
+        env = {**os.environ, **hub.client_env(), "HF_HOME": str(tmp_path / "home")}
+        run = subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), "--model_name_or_path", str(folder), "--output_dir", str(folder),
+             "--do_train", "false", "--push_to_hub", "--hub_model_id", "user/arena-quiet"],
+            env=env, capture_output=True, text=True, timeout=240)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "model.safetensors" in hub.files("user/arena-quiet")
+    assert "pushed" in run.stderr and "HTTP Request" not in run.stdout + run.stderr
