@@ -612,6 +612,9 @@ def plot(board: dict[str, Any], output_dir: Path) -> None:
         ax.plot(rating, y, "o", color="#3a7", label="predicted")
     if "agreement" in board:
         ax.plot([r["human_rating"] for r in rows], y, "x", color="#c33", label="human votes")
+    if rows[0]["style_controlled_rating"] is not None:
+        ax.plot([r["style_controlled_rating"] for r in rows], y, "s", color="#888", markersize=4, fillstyle="none",
+                label="style-controlled")
     ax.set_yticks(y, [r["model"] for r in rows])
     ax.set_xlabel("rating (400·log10 scale)")
     ax.legend(loc="lower right", fontsize=8)
