@@ -48,6 +48,36 @@ def load_model_and_tokenizer(model_args: ModelArguments) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def trainer_class(freeze_encoder: bool) -> type:
+    """`transformers.Trainer`; with a frozen encoder, a Trainer whose checkpoints hold only the weights that train.
+
+    A checkpoint of the frozen recipe would otherwise keep a full copy of the encoder (88 MB for MiniLM) beside a
+    head of a few thousand parameters. The run's model already holds that encoder, unchanged, so resuming loads the
+    checkpoint's head onto it (and the frozen keys it lacks are expected, not warned about). The output folder's
+    model (hub_io.save_repo) is saved whole, as before.
+    """
+    from transformers import Trainer
+
+    if not freeze_encoder:
+        return Trainer
+
+    def frozen_keys(model: Any) -> set[str]:
+        return {f"encoder.{key}" for key in model.encoder.state_dict()}
+
+    class HeadCheckpointTrainer(Trainer):
+        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+            state_dict = self.model.state_dict() if state_dict is None else state_dict
+            frozen = frozen_keys(self.model)
+            super()._save(output_dir, {key: value for key, value in state_dict.items() if key not in frozen})
+
+        def _issue_warnings_after_load(self, load_result: Any) -> None:
+            frozen = frozen_keys(self.model)
+            load_result.missing_keys[:] = [key for key in load_result.missing_keys if key not in frozen]
+            super()._issue_warnings_after_load(load_result)
+
+    return HeadCheckpointTrainer
+
+
 def position_limit(encoder_config: Any) -> int | None:
     """Tokens an encoder can read: its position table for absolute positions (BERT), None for relative-only
     (DeBERTa-v3 with position_biased_input=False reads any length)."""
@@ -135,4 +165,4 @@ def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, data_args: Data
     return {name: model_columns(split) for name, split in out.items()}
 
 
-__all__ = ["is_trained", "load_model_and_tokenizer", "load_splits", "model_columns", "tokenize"]
+__all__ = ["is_trained", "load_model_and_tokenizer", "load_splits", "model_columns", "tokenize", "trainer_class"]

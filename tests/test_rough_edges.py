@@ -97,3 +97,41 @@ def test_a_push_logs_no_http_request_lines(tmp_path):
         assert run.returncode == 0, run.stderr[-3000:]
         assert "model.safetensors" in hub.files("user/arena-quiet")
     assert "pushed" in run.stderr and "HTTP Request" not in run.stdout + run.stderr
+
+
+def test_frozen_recipe_checkpoints_hold_the_head_only_and_resume_onto_the_encoder(tmp_path):
+    import transformers
+    from safetensors import safe_open
+    from transformers.testing_utils import CaptureLogger
+
+    import recipe
+    from encoding_arena import ArenaCollator
+    from training_arguments import parse_args
+
+    def trainer(max_steps: int):
+        """The Trainer train.py builds for the frozen recipe: recipe's model, battles and trainer_class."""
+        model_args, data_args, training_args = parse_args([
+            "--model_name_or_path", "embedded:tiny-deberta", "--max_length", "32", "--output_dir", str(tmp_path),
+            "--save_steps", "2", "--max_steps", str(max_steps), "--do_train", "--do_eval", "false", "--eval_strategy", "no",
+            "--disable_tqdm", "true", "--report_to", "none"])
+        splits = recipe.load_splits(data_args, training_args)
+        model, tokenizer = recipe.load_model_and_tokenizer(model_args)
+        train = recipe.tokenize(splits, tokenizer, model, data_args, training_args, freeze_encoder=True)["train"]
+        return recipe.trainer_class(model_args.freeze_encoder)(
+            model=model, args=training_args, train_dataset=train, processing_class=tokenizer,
+            data_collator=ArenaCollator(pad_token_id=tokenizer.pad_token_id))
+
+    first = trainer(max_steps=2)
+    first.train()
+    with safe_open(str(tmp_path / "checkpoint-2" / "model.safetensors"), framework="pt") as weights:
+        saved = set(weights.keys())
+    assert saved and not any(key.startswith("encoder.") for key in saved)
+
+    second = trainer(max_steps=4)
+    # transformers' loggers do not propagate to the root logger (caplog): capture Trainer's own.
+    with CaptureLogger(transformers.utils.logging.get_logger("transformers.trainer")) as captured:
+        second.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert second.state.global_step == 4 and "missing keys" not in captured.out
+    # The resumed run's encoder is the frozen one it was built with; its head continued from the checkpoint.
+    for name, tensor in first.model.encoder.state_dict().items():
+        assert second.model.encoder.state_dict()[name].equal(tensor), name
