@@ -22,11 +22,16 @@ which is why the builder is used as a module here and `export_arena` writes plai
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import hashlib
+import io
 import json
 import logging
 import os
+import re
+import stat
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,6 +41,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.data_files import DataFilesDict, get_data_patterns
 from datasets.exceptions import DatasetGenerationError
@@ -96,77 +102,267 @@ def _shorten(value: Any, limit: int = 60) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Reading files: (column names, iterator of (location, record)); the location says where a row is in its file.
+# Reading files: bytes (bounded, regular files only) -> text (UTF-8, or UTF-16/32 with a BOM) -> (column names,
+# iterator of (location, record)); the location says where a row is in its file.
 # ---------------------------------------------------------------------------------------------------------------
 
+# What a misnamed or binary file starts with; said by name instead of a decoding error.
+MAGIC = (
+    (b"PAR1", "a parquet file"),
+    (b"\x1f\x8b", "gzip-compressed data"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx?)"),
+    (b"\xfd7zXZ\x00", "xz-compressed data"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
+)
+# Byte-order marks that name the encoding unambiguously (UTF-32 first: its LE mark starts like UTF-16's).
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"), (codecs.BOM_UTF8, "utf-8-sig"))
+_READ_CHUNK = 1 << 24
 
-def _csv_records(path: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
+
+class _Unparsed(dict):
+    """A record the reader could not parse, in place of its dict: `_check_parsed` raises its problem. A subclass
+    (not a magic key) so that no key of a user's record can be mistaken for it; the one legacy key it holds lets
+    older callers (leaderboard.py) recognise it too."""
+
+    def __init__(self, expected: str, got: Any, reason: str, legacy_key: str = "__json_error__", row_id: Any = "?"):
+        super().__init__({legacy_key: got, "id": row_id})
+        self.expected, self.got, self.reason = expected, got, reason
+
+
+class _DuplicateKeys(dict):
+    """A JSON object that named some key twice (`json` would keep the last value silently)."""
+
+    duplicates: list[str]
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    record = dict(pairs)
+    if len(record) == len(pairs):
+        return record
+    marked = _DuplicateKeys(record)
+    marked.duplicates = sorted(key for key, n in Counter(k for k, _ in pairs).items() if n > 1)
+    return marked
+
+
+def _os_error(path: str, err: OSError) -> Exception:
+    if err.errno == errno.ENOENT:
+        return FileNotFoundError(f"{path}: no such file")
+    what = {errno.ELOOP: "a symbolic link loop", errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+            errno.EISDIR: "a folder"}.get(err.errno, err.strerror or type(err).__name__)
+    return InvalidBattleError(f"{path}: cannot be read ({what}); expected a readable {'/'.join(FILE_EXTENSIONS)} file",
+                              "unreadable file")
+
+
+def _not_regular(path: str, mode: int) -> InvalidBattleError:
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return InvalidBattleError(f"{path}: is {kind}; expected a regular {'/'.join(FILE_EXTENSIONS)} file",
+                              "not a file")
+
+
+def _read_bytes(path: str) -> bytes:
+    """The whole file, read once, as one consistent snapshot.
+
+    Only regular files: a FIFO or /dev/zero would block or never end. O_NONBLOCK makes opening a FIFO with no
+    writer return at once instead of hanging. Reads stop one byte past the size seen at open, so a file that grows
+    (or shrinks, or is rewritten) while it is read is an error, never a mix of two versions or an endless read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        raise _os_error(path, err) from None
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise _not_regular(path, before.st_mode)
+        chunks, size = [], 0
+        while size <= before.st_size:
+            chunk = os.read(fd, min(_READ_CHUNK, before.st_size + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        after = os.fstat(fd)
+    except OSError as err:
+        raise _os_error(path, err) from None
+    finally:
+        os.close(fd)
+    if size != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise InvalidBattleError(f"{path}: the file changed while it was read ({before.st_size:,} bytes at open, "
+                                 f"{max(size, after.st_size):,} after); load it again once it is complete",
+                                 "file changed")
+    return b"".join(chunks)
+
+
+def _sniff(path: str, data: bytes, suffix: str) -> None:
+    """A file whose first bytes say it is something else than its name says: named, not decoded as garbage."""
+    magics = MAGIC + ((data[:3], "bzip2-compressed data"),) if data[4:10] == b"1AY&SY" else MAGIC
+    for magic, what in magics:
+        if data.startswith(magic) and not (suffix == ".parquet" and magic == b"PAR1"):
+            hint = "rename it to .parquet" if magic == b"PAR1" else "decompress or convert it first"
+            raise InvalidBattleError(f"{path}: is {what}, not {suffix[1:].upper()} text; {hint}", "wrong file type")
+    if suffix == ".parquet" and not data.startswith(b"PAR1"):
+        raise InvalidBattleError(f"{path}: expected a parquet file (it starts with 'PAR1'), got {data[:16]!r}",
+                                 "wrong file type")
+
+
+def _decode(path: str, data: bytes) -> str:
+    """UTF-8 text (a UTF-8, UTF-16 or UTF-32 byte-order mark is followed and dropped); any other byte sequence or a
+    NUL character is an error naming the file and the line."""
+    encoding = next((name for bom, name in BOMS if data.startswith(bom)), "utf-8")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = data[: err.start].decode(encoding, errors="replace").count("\n") + 1
+        expected = "UTF-8 text" if encoding == "utf-8" else f"{encoding.upper()} text (after its byte-order mark)"
+        raise InvalidBattleError(
+            f"{path}, line {line}: expected {expected}, got byte 0x{data[err.start]:02x} at byte {err.start} (a "
+            f"Latin-1 or Windows-1252 file? save it as UTF-8)", "not UTF-8") from None
+    nul = text.find("\x00")
+    if nul >= 0:  # UTF-16 without a BOM, or binary data: no text format here carries a raw NUL
+        raise InvalidBattleError(f"{path}, line {text.count(chr(10), 0, nul) + 1}: expected text, got a NUL "
+                                 "character (UTF-16 without a byte-order mark, or a binary file?)", "not text")
+    return text
+
+
+def _csv_records(path: str, text: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
     # The stdlib reader rather than pandas/pyarrow: it tells the physical line of each record (cells span lines)
     # and reads the 9 MB dev file in about 0.1 s. Real Kaggle cells exceed its default 128 KiB field limit.
+    # newline="" on the StringIO: only \n, \r\n and \r end lines, never U+2028 or U+0085 inside a cell.
     csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
-    handle = open(path, encoding="utf-8-sig", newline="")  # utf-8-sig: a BOM is dropped, not read into "id"
-    reader = csv.reader(handle)
-    header = next(reader, None)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+    except csv.Error as err:
+        raise InvalidBattleError(f"{path}, line 1: unreadable CSV header ({err})", "unparseable CSV") from None
     if header is None:
-        handle.close()
         raise InvalidBattleError(f"{path}: the file is empty; expected a CSV header and rows", "empty file")
+    duplicates = sorted(c for c, n in Counter(header).items() if n > 1)
+    if duplicates:
+        raise InvalidBattleError(f"{path}, line 1: duplicate column(s) {_names(duplicates)} in the header; expected "
+                                 "each column once (which one holds the data?)", "duplicate column")
 
     def records() -> Iterator[tuple[str, dict]]:
-        with handle:
+        start = reader.line_num + 1
+        while True:
+            try:
+                cells = next(reader, None)
+            except csv.Error as err:  # e.g. a quote never closed: nothing after it can be placed
+                raise InvalidBattleError(f"{path}, line {start}: unreadable CSV from here ({err})",
+                                         "unparseable CSV") from None
+            if cells is None:
+                return
+            if cells:  # blank lines carry no battle
+                if len(cells) != len(header):
+                    # A row that runs over several lines to the end of the file: a quote opened and never closed.
+                    unclosed = reader.line_num > start and cells[-1] and text.endswith(cells[-1])
+                    hint = " (a quote never closed?)" if unclosed else ""
+                    row_id = cells[header.index("id")] if "id" in header[: len(cells)] else "?"
+                    yield f"line {start}", _Unparsed(f"{len(header)} cells like the header",
+                                                     f"{len(cells)} cells{hint}", "unparseable CSV", "__cells__",
+                                                     row_id)
+                else:
+                    yield f"line {start}", dict(zip(header, cells))
             start = reader.line_num + 1
-            for cells in reader:
-                if cells:  # blank lines carry no battle
-                    if len(cells) != len(header):
-                        yield f"line {start}", {"__cells__": (len(cells), len(header))}
-                    else:
-                        yield f"line {start}", dict(zip(header, cells))
-                start = reader.line_num + 1
 
     return header, records()
 
 
-def _json_records(path: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
-    text = Path(path).read_text(encoding="utf-8-sig")
+def _parse_json(text: str) -> Any:
+    # strict=False as in encoding_arena.loads_json (the one JSON rule): a raw tab or control character inside a
+    # string is that character. Raw newlines cannot occur in JSON lines: lines are split on them first.
+    return json.loads(text, strict=False, object_pairs_hook=_object_without_duplicates)
+
+
+def _json_records(path: str, text: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
     if not text.strip():
         raise InvalidBattleError(f"{path}: the file is empty; expected JSON records", "empty file")
-    rows: list[tuple[str, Any]] = []
-    try:
-        whole = json.loads(text)
-    except json.JSONDecodeError:
-        whole = None
-    if isinstance(whole, list):  # a JSON array of records
+    if text.lstrip().startswith("["):  # a JSON array of records: one document, one parse
+        try:
+            whole = _parse_json(text)
+        except json.JSONDecodeError as err:
+            raise InvalidBattleError(f"{path}, line {err.lineno}, column {err.colno}: expected a JSON array of "
+                                     f"records, got invalid JSON ({err.msg})", "unparseable JSON") from None
+        except RecursionError:
+            raise InvalidBattleError(f"{path}: JSON nested too deeply to read; expected an array of flat records",
+                                     "unparseable JSON") from None
         rows = [(f"record {i + 1}", r) for i, r in enumerate(whole)]
     else:  # JSON lines (also accepted in a .json file, as datasets does)
-        # split("\n"), not splitlines(): JSON text may hold a raw U+2028 or U+0085 inside a string (json.dumps with
-        # ensure_ascii=False and pandas write them), which splitlines() would take for line ends.
-        for number, line in enumerate(text.split("\n"), start=1):
-            if line.strip():
-                try:
-                    rows.append((f"line {number}", json.loads(line)))
-                except json.JSONDecodeError as err:
-                    rows.append((f"line {number}", {"__json_error__": str(err)}))
-    dicts = [r for _, r in rows if isinstance(r, dict) and "__json_error__" not in r]
-    columns = list(dicts[0]) if dicts else []
-    records = ((loc, r if isinstance(r, dict) else {"__not_object__": type(r).__name__}) for loc, r in rows)
+        rows = [(f"line {number}", _json_line(line)) for number, line in _lines(text)]
+    dicts = [r for _, r in rows if isinstance(r, dict) and not isinstance(r, _Unparsed)]
+    # The union over all records, in order of first appearance: a key the first record lacks (its label, say)
+    # is still a column, and a record without it is named as the odd one out.
+    columns = list(dict.fromkeys(key for r in dicts for key in r))
+    records = ((loc, r if isinstance(r, dict) else _Unparsed("a JSON object", type(r).__name__, "unparseable JSON",
+                                                             "__not_object__")) for loc, r in rows)
     return columns, records
 
 
-def _parquet_records(path: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
-    table = pq.read_table(path)
-    rows = table.to_pylist()
-    return table.column_names, ((f"row {i + 1}", r) for i, r in enumerate(rows))
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    # split("\n"), not splitlines(): JSON text may hold a raw U+2028 or U+0085 inside a string (json.dumps with
+    # ensure_ascii=False and pandas write them), which splitlines() would take for line ends. A "\r" left by CRLF
+    # is JSON whitespace; a BOM at a line's start is what `cat a.jsonl b.jsonl` leaves of the second file's mark.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.lstrip("\ufeff")
+        if line.strip():
+            yield number, line
+
+
+def _json_line(line: str) -> Any:
+    try:
+        return _parse_json(line)
+    except json.JSONDecodeError as err:
+        return _Unparsed("a JSON object", f"{err.msg} (column {err.colno})", "unparseable JSON")
+    except RecursionError:
+        return _Unparsed("a JSON object", "JSON nested too deeply to read", "unparseable JSON")
+
+
+def _parquet_records(path: str, data: bytes) -> tuple[list[str], Iterator[tuple[str, dict]]]:
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        duplicates = sorted(c for c, n in Counter(parquet.schema_arrow.names).items() if n > 1)
+        if duplicates:
+            raise InvalidBattleError(f"{path}: duplicate column(s) {_names(duplicates)}; expected each column once",
+                                     "duplicate column")
+        table = parquet.read()
+    except (pa.ArrowException, OSError) as err:
+        raise InvalidBattleError(f"{path}: not a readable parquet file ({err})", "unreadable parquet") from None
+
+    def records() -> Iterator[tuple[str, dict]]:
+        row = 0
+        for batch in table.to_batches(max_chunksize=1000):
+            for record in batch.to_pylist():
+                row += 1
+                yield f"row {row}", record
+
+    return table.column_names, records()
+
+
+def _records_of(path: str, data: bytes) -> tuple[list[str], Iterator[tuple[str, dict]]]:
+    """(columns, records) of a file's bytes, by its suffix; the bytes are checked to be what the suffix says."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FILE_EXTENSIONS:
+        raise InvalidBattleError(f"{path}: unsupported file type {suffix!r}; expected one of {FILE_EXTENSIONS}",
+                                 "unsupported file")
+    _sniff(path, data, suffix)
+    if suffix == ".parquet":
+        return _parquet_records(path, data)
+    text = _decode(path, data)
+    return (_csv_records if suffix == ".csv" else _json_records)(path, text)
 
 
 def _read_records(path: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
-        return _csv_records(path)
-    if suffix in (".json", ".jsonl"):
-        return _json_records(path)
-    if suffix == ".parquet":
-        return _parquet_records(path)
-    raise InvalidBattleError(f"{path}: unsupported file type {suffix!r}; expected one of {FILE_EXTENSIONS}",
-                             "unsupported file")
+    """(columns, records) of a file: read once (`_read_bytes`), checked, decoded, parsed."""
+    return _records_of(path, _read_bytes(path))
+
+
+def _names(columns: Sequence[str], limit: int = 20) -> str:
+    """A list of column names for a message, cut after `limit` (a header can hold a million names)."""
+    shown = [_shorten(c, 40) for c in list(columns)[:limit]]
+    more = f", ... ({len(columns) - limit:,} more)" if len(columns) > limit else ""
+    return "[" + ", ".join(shown) + more + "]"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -194,7 +390,7 @@ def detect_layout(columns: Sequence[str], source: str) -> Layout:
         missing = sorted(set(BATTLE_KEYS) - have)
         raise InvalidBattleError(
             f"{source}: missing column(s) {missing}; expected {list(BATTLE_KEYS)} (Kaggle or plain layout) or "
-            f"{list(CONVERSATION_COLUMNS)} (Hub conversation layout); found {sorted(have)}",
+            f"{list(CONVERSATION_COLUMNS)} (Hub conversation layout); found {_names(sorted(have))}",
             "missing column",
         )
     one_hot = [c for c in ONE_HOT if c in have]
@@ -230,6 +426,8 @@ def _conversation(record: dict, field: str) -> tuple[list[str], list[str]]:
     prompts: list[str] = []
     responses: list[str] = []
     for i, message in enumerate(value):
+        if isinstance(message, dict):
+            _check_keys(message, f"{field}[{i}]")
         role = message.get("role") if isinstance(message, dict) else None
         content = message.get("content") if isinstance(message, dict) else None
         if role == "system":
@@ -248,6 +446,10 @@ def _conversation(record: dict, field: str) -> tuple[list[str], list[str]]:
 
 
 def _label(record: dict, layout: Layout) -> int:
+    fields = ONE_HOT if layout.label == "one_hot" else (layout.label,)
+    if not any(f in record for f in fields):  # a JSON record without the label the file's other records have
+        raise BattleFieldError("/".join(fields), "a label like the other rows of the file (some rows have labels, "
+                               "this one has none)", "nothing (field missing)", "missing label")
     if layout.label == "one_hot":
         flags = []
         for column in ONE_HOT:
@@ -276,14 +478,17 @@ def _label(record: dict, layout: Layout) -> int:
 
 
 def _check_parsed(record: dict) -> None:
-    """Rows the file readers could not parse arrive as markers; they fail before anything else is read."""
-    if "__cells__" in record:
-        got, expected = record["__cells__"]
-        raise BattleFieldError("(row)", f"{expected} cells like the header", f"{got} cells", "unparseable CSV")
-    if "__json_error__" in record:
-        raise BattleFieldError("(row)", "a JSON object", record["__json_error__"], "unparseable JSON")
-    if "__not_object__" in record:
-        raise BattleFieldError("(row)", "a JSON object", record["__not_object__"], "unparseable JSON")
+    """Rows the file readers could not parse arrive as `_Unparsed`; they fail before anything else is read."""
+    if isinstance(record, _Unparsed):
+        raise BattleFieldError("(row)", record.expected, record.got, record.reason)
+    _check_keys(record, "(row)")
+
+
+def _check_keys(record: dict, field: str) -> None:
+    """A JSON object that names a key twice: which value was meant is unknowable, so it is an error."""
+    if isinstance(record, _DuplicateKeys):
+        raise BattleFieldError(field, "each key once in the JSON object", f"{_names(record.duplicates)} more than once",
+                               "duplicate key")
 
 
 def _battle(record: dict, layout: Layout, json_lists: bool) -> dict:
@@ -316,16 +521,25 @@ def _model(record: dict, field: str) -> str:
     return value
 
 
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _row_id(record: dict, position: int) -> int:
     if "id" not in record:
         return position  # no id column (e.g. the Hub conversation sets): number rows by position
     value = record["id"]
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    raise BattleFieldError("id", "an integer id (drop or rename the column to number rows by position)", value,
-                      "invalid id")
+    number = None
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):  # ASCII digits: "²".isdigit() is True too
+        number = int(value)
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        number = int(value)
+    if number is None:
+        raise BattleFieldError("id", "an integer id (drop or rename the column to number rows by position)", value,
+                               "invalid id")
+    if not INT64_MIN <= number <= INT64_MAX:  # the schema's int64; Arrow would fail later, naming no row
+        raise BattleFieldError("id", f"an integer id between {INT64_MIN} and {INT64_MAX}", value, "invalid id")
+    return number
 
 
 def _uses_json_lists(records: list[tuple[str, dict]]) -> bool:
@@ -369,7 +583,11 @@ class _Validator:
                     first = first_location if first_source == source else f"{first_source}, {first_location}"
                     raise InvalidBattleError(
                         f"{where}, field 'id': duplicate id; expected unique ids (first at {first})", "duplicate id")
-                row = {"id": row_id, **_battle(record, layout, json_lists)}
+                try:
+                    row = {"id": row_id, **_battle(record, layout, json_lists)}
+                except RecursionError:  # json's C scanner on a cell like "[[[[...": a row error, not a crash
+                    raise BattleFieldError("(row)", "JSON cells nested a few levels deep", "JSON nested too deeply "
+                                           "to read", "unparseable JSON") from None
                 self.seen[row_id] = (source, location)
             except BattleFieldError as problem:
                 row_id = record.get("id", "?")
@@ -411,11 +629,16 @@ class _Validator:
 
 @dataclass
 class ArenaBuilderConfig(datasets.BuilderConfig):
-    """`data_files` ({split: [paths]}, resolved by datasets, which also hashes their mtimes into the cache key),
-    `labeled` (whether the files carry labels: decides the features), `skip_invalid`."""
+    """`data_files` ({split: [paths]}, resolved by datasets), `labeled` (whether the files carry labels: decides
+    the features), `skip_invalid`, and `content_sha256`: the sha256 of each file's bytes, comma-separated.
+
+    The content hashes are part of the config, hence of the cache folder's name: datasets keys its cache by path,
+    size and mtime, so a file replaced by another of the same size and mtime (`cp -p`, `rsync -t`) would bring back
+    the old rows. Hashing the 9 MB dev file takes about 20 ms."""
 
     labeled: bool = True
     skip_invalid: bool = False
+    content_sha256: str = ""
 
 
 class ArenaBuilder(datasets.GeneratorBasedBuilder):
@@ -443,8 +666,14 @@ class ArenaBuilder(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, files: list[str], split: str) -> Iterator[tuple[int, dict]]:
         validator = _Validator(self.config.skip_invalid)
+        expected = set(self.config.content_sha256.split(","))
         for path in files:
-            columns, records = _read_records(path)
+            data = _read_bytes(path)
+            if self.config.content_sha256 and _sha256(data) not in expected:
+                # Written after load_arena hashed it: these rows would be cached under the old content's key.
+                raise InvalidBattleError(f"{path}: the file changed while it was loaded; load it again once it is "
+                                         "complete", "file changed")
+            columns, records = _records_of(path, data)
             for row in validator.rows(path, columns, records):
                 yield row["id"], row
         validator.finish(", ".join(files))
@@ -456,42 +685,60 @@ class ArenaBuilder(datasets.GeneratorBasedBuilder):
 def _local_files(source: str | os.PathLike | Sequence[str | os.PathLike], split: str) -> list[str] | None:
     """The files of `split` for a local source, or None when `source` is not local (a Hub id)."""
     if isinstance(source, (list, tuple)):
-        files = [str(Path(f).resolve()) for f in source]
+        files = [str(Path(f).absolute()) for f in source]
     else:
-        path = Path(source)
-        if path.is_dir():
-            patterns = get_data_patterns(str(path))  # datasets' own split naming (train.csv, data/test-*, ...)
+        mode = _mode(str(source))
+        if mode is not None and stat.S_ISDIR(mode):
+            path = Path(source)
+            try:
+                patterns = get_data_patterns(str(path))  # datasets' own split naming (train.csv, data/test-*, ...)
+            except datasets.data_files.EmptyDatasetError:
+                raise InvalidBattleError(f"{path}: is a folder without data files; expected a file or a folder of "
+                                         f"{'/'.join(FILE_EXTENSIONS)} files", "no data files") from None
             if split not in patterns:
                 raise ValueError(f"{path}: no files for split {split!r}; found splits {sorted(patterns)}")
             resolved = DataFilesDict.from_patterns({split: patterns[split]}, base_path=str(path))[split]
             files = [f for f in resolved if f.lower().endswith(FILE_EXTENSIONS)]
             if not files:
                 raise ValueError(f"{path}: no {FILE_EXTENSIONS} files for split {split!r}")
-        elif path.is_file():
-            files = [str(path.resolve())]
-        elif path.suffix.lower() in FILE_EXTENSIONS or str(source).startswith((".", "/")):
+        elif mode is not None:
+            files = [str(Path(source).absolute())]
+        elif Path(source).suffix.lower() in FILE_EXTENSIONS or str(source).startswith((".", "/")):
             raise FileNotFoundError(f"{source}: no such file or folder")
         else:
             return None
     for f in files:
-        if not Path(f).is_file():
+        mode = _mode(f)
+        if mode is None:
             raise FileNotFoundError(f"{f}: no such file")
+        if not stat.S_ISREG(mode):  # a folder in a list, a FIFO, /dev/zero: refused before anything reads it
+            raise _not_regular(f, mode)
     return files
 
 
-def _is_labeled(path: str) -> bool:
-    """Whether a file carries labels, from its columns alone (decides the builder's features)."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".parquet":
-        columns = pq.read_schema(path).names
-    elif suffix == ".csv":
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            columns = next(csv.reader(handle), None)
-        if columns is None:
-            raise InvalidBattleError(f"{path}: the file is empty; expected a CSV header and rows", "empty file")
-    else:
-        columns, _ = _read_records(path)
-    return detect_layout(columns, path).label is not None
+def _mode(path: str) -> int | None:
+    """The file type bits of `path` (links followed), None when nothing is there; a link loop or a folder that
+    cannot be searched is an error naming the path (pathlib's is_file() would just say False)."""
+    try:
+        return os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno in (errno.ENOTDIR, errno.ENAMETOOLONG) and not str(path).startswith((".", "/")):
+            return None  # not a path at all: maybe a Hub id
+        raise _os_error(str(path), err) from None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _inspect(path: str) -> tuple[str, bool]:
+    """(sha256 of the file's bytes, whether it carries labels). Labels are decided from the columns of all
+    records (for JSON, the union over records), so the features do not hang on the first record."""
+    data = _read_bytes(path)
+    columns, _ = _records_of(path, data)
+    return _sha256(data), detect_layout(columns, path).label is not None
 
 
 def load_arena(
@@ -519,12 +766,14 @@ def load_arena(
     files = _local_files(source, split)
     if files is None:
         return _load_hub(str(source), split, skip_invalid, cache_dir)
-    labeled = {_is_labeled(f) for f in files}
+    inspected = [_inspect(f) for f in files]
+    labeled = {has_labels for _, has_labels in inspected}
     if len(labeled) > 1:
         raise InvalidBattleError(f"{files}: some files have labels and some do not; load them separately",
                                  "mixed labels")
     builder = ArenaBuilder(
-        cache_dir=cache_dir, data_files={split: files}, labeled=labeled.pop(), skip_invalid=skip_invalid
+        cache_dir=cache_dir, data_files={split: files}, labeled=labeled.pop(), skip_invalid=skip_invalid,
+        content_sha256=",".join(digest for digest, _ in inspected),
     )
     try:
         builder.download_and_prepare()
@@ -533,7 +782,7 @@ def load_arena(
             raise err.__cause__ from None  # the row's own message, not datasets' generic wrapper
         raise
     dataset = builder.as_dataset(split=split)
-    for line in builder.info.description.splitlines()[1:]:
+    for line in builder.info.description.split("\n")[1:]:  # not splitlines(): see _lines
         if line.startswith(f"[{split}] skipped"):
             logger.warning("%s: %s", ", ".join(files), line[len(f"[{split}] "):])
     return dataset

@@ -231,7 +231,7 @@ GOOD = kaggle_row(1, ["hi"], ["a"], ["b"])
          r"line 3 \(id 1\), field 'id': duplicate id; expected unique ids \(first at line 2\)"),
         ("text_id", [["abc"] + GOOD[1:]], KAGGLE_HEADER, r"line 2 \(id abc\), field 'id': expected an integer id"),
         ("ragged", [GOOD, [2] + GOOD[1:7]], KAGGLE_HEADER,
-         r"line 3 \(id \?\), field '\(row\)': expected 9 cells like the header, got '7 cells'"),
+         r"line 3 \(id 2\), field '\(row\)': expected 9 cells like the header, got '7 cells'"),
     ],
 )
 def test_invalid_csv_names_file_line_id_and_field(tmp_path, load, name, rows, header, message):

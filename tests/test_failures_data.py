@@ -7,11 +7,15 @@ counts, a duplicate id in one file, text and float ids, a CSV BOM, missing keys 
 
 from __future__ import annotations
 
+import bz2
+import codecs
 import csv
 import gc
+import gzip
 import json
 import logging
 import os
+import re
 import time
 import weakref
 
@@ -24,8 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_encoding import _check_last_exchange
 
+import arena_dataset
 from arena_dataset import InvalidBattleError, _Validator, load_arena, tokenize_arena
-from encoding_arena import BATTLE_KEYS, as_turns, encode_battle, encode_battles, normalise_battle
+from encoding_arena import BATTLE_KEYS, STYLE_FEATURES, as_turns, encode_battle, encode_battles, normalise_battle
 from pipeline_arena import SORT_WINDOW_BATCHES, ArenaPreferencePipeline
 
 KAGGLE = ["id", "model_a", "model_b", "prompt", "response_a", "response_b", "winner_model_a", "winner_model_b",
@@ -35,6 +40,7 @@ KAGGLE = ["id", "model_a", "model_b", "prompt", "response_a", "response_b", "win
 UNICODE = ["Hi 🙂👍🏽 👨‍👩‍👧", "مرحبا بالعالم", "שלום\u200f", "\u202eevil\u202c", "a\u200bb\u200dc\u200c",
            "\ufeffinside", "e\u0301 n\u0303"]
 MEGABYTE = 1_000_000
+IS_EMPTY = STYLE_FEATURES.index("is_empty")
 # The pipeline computes in the model's own precision (fp32 here); a battle's probabilities do not depend on the
 # battles batched with it beyond float rounding of padded matmuls (the pipeline tests hold 1e-5 for batch 16 vs 1).
 BATCH_TOLERANCE = 1e-5
@@ -270,7 +276,7 @@ def test_encode_battle_errors_name_the_field_and_no_false_battle_index(tiny_toke
 def test_encode_battle_keeps_unicode_and_the_end_of_a_megabyte_answer_out(tiny_tokenizer):
     for text in UNICODE:
         encoded = encode_battle({"prompt": text, "response_a": text, "response_b": ""}, tiny_tokenizer, 32)
-        assert len(encoded["input_ids_a"]) <= 32 and encoded["style_b"][-1] == 1.0  # "" is flagged empty
+        assert len(encoded["input_ids_a"]) <= 32 and encoded["style_b"][IS_EMPTY] == 1.0  # "" is flagged
     huge = "word " * (MEGABYTE // 5)
     battle = {"prompt": ["first", "Summarise."], "response_a": ["ok", huge], "response_b": ["ok", "Fine."]}
     encoded = encode_battle(battle, tiny_tokenizer, 48)
@@ -443,3 +449,430 @@ def test_five_thousand_battles_stream_in_flat_memory_and_match_chunked_scoring(j
         expected = torch.tensor([[r["winner_model_a"], r["winner_model_b"], r["winner_tie"]] for r in chunk],
                                 dtype=torch.float64)
         torch.testing.assert_close(probs[start : start + 1000], expected, rtol=0, atol=BATCH_TOLERANCE)
+
+
+# --- issue 18: valid input is read as valid, invalid input is named (encodings, file kinds, types, caches) ----------
+# Every file read goes through one reader (arena_dataset._read_bytes -> _sniff -> _decode -> the format's parser),
+# so each case here checks that shared mechanism; docs/hostile-inputs.md lists them all.
+
+LINE_BREAKS = "\u2028\u2029\u0085\x0b\x0c\x1c\x1d\x1e"  # all that str.splitlines() would split on besides \r, \n
+ONE_HOT_COLUMNS = KAGGLE[6:]
+
+
+def labelled(id_, winner="model_a", **fields):
+    return {"id": id_, "prompt": f"q{id_}", "response_a": "a", "response_b": "b", "winner": winner, **fields}
+
+
+def unlabelled(id_):
+    return {k: v for k, v in labelled(id_).items() if k != "winner"}
+
+
+def test_jsonl_whose_first_record_lacks_labels_is_labelled_and_the_unlabelled_row_is_named(tmp_path, load):
+    """Columns are the union over all records: the label is not missed because the first record has none, and a
+    record without it among labelled ones is named (the first one), or skipped and counted with skip_invalid."""
+    path = write_jsonl(tmp_path / "first.jsonl", [unlabelled(0)] + [labelled(i) for i in range(1, 30)])
+    with pytest.raises(InvalidBattleError, match=r"first\.jsonl, line 1 \(id 0\), field 'winner': expected a label "
+                                                 r"like the other rows of the file \(some rows have labels, this one "
+                                                 r"has none\), got 'nothing \(field missing\)'"):
+        load(path)
+    kept = load(path, skip_invalid=True)
+    assert "label" in kept.column_names and kept["id"] == list(range(1, 30)) and set(kept["label"]) == {0}
+    one_hot = [{**unlabelled(i), **dict(zip(ONE_HOT_COLUMNS, (0, 1, 0)))} for i in range(5)]
+    one_hot[3] = unlabelled(3)
+    path = write_jsonl(tmp_path / "middle.jsonl", one_hot)
+    with pytest.raises(InvalidBattleError, match=r"middle\.jsonl, line 4 \(id 3\), field "
+                                                 r"'winner_model_a/winner_model_b/winner_tie': expected a label"):
+        load(path)
+
+
+def test_json_array_columns_are_the_union_over_records(tmp_path, load):
+    path = tmp_path / "array.json"
+    path.write_text(json.dumps([unlabelled(0), labelled(1, "model_b")]))
+    with pytest.raises(InvalidBattleError, match=r"array\.json, record 1 \(id 0\), field 'winner'"):
+        load(path)
+
+
+def test_duplicate_columns_are_named_in_csv_and_parquet_and_duplicate_keys_in_json(tmp_path, load):
+    header = ["id", "prompt", "response_a", "response_b", "prompt", "winner"]
+    path = write_csv(tmp_path / "twice.csv", header, [[1, "first prompt", "a", "b", "second prompt", "tie"]])
+    with pytest.raises(InvalidBattleError, match=r"twice\.csv, line 1: duplicate column\(s\) \['prompt'\] in the "
+                                                 r"header; expected each column once"):
+        load(path)
+    table = pa.Table.from_arrays([pa.array([1]), pa.array(["p"]), pa.array(["a"]), pa.array(["b"]), pa.array(["x"]),
+                                  pa.array(["y"])], names=["id", "prompt", "response_a", "response_b", "winner",
+                                                           "winner"])
+    pq.write_table(table, tmp_path / "twice.parquet")
+    with pytest.raises(InvalidBattleError, match=r"twice\.parquet: duplicate column\(s\) \['winner'\]"):
+        load(tmp_path / "twice.parquet")
+    jsonl = tmp_path / "twice.jsonl"
+    jsonl.write_text(json.dumps(labelled(1)) + "\n"
+                     + '{"id": 2, "prompt": "p", "response_a": "a", "response_b": "b", "winner": "model_a", '
+                       '"winner": "model_b"}\n')
+    with pytest.raises(InvalidBattleError, match=r"twice\.jsonl, line 2 \(id 2\), field '\(row\)': expected each key "
+                                                 r"once in the JSON object, got \"\['winner'\] more than once\""):
+        load(jsonl)
+    conv = [{"role": "user", "content": "p"}, {"role": "assistant", "content": "a"}]
+    message = '{"role": "assistant", "content": "one", "content": "two"}'
+    line = json.dumps({"id": 1, "winner": "tie", "conversation_a": conv, "conversation_b": conv})
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text(line.replace(json.dumps(conv[1]), message, 1) + "\n")
+    with pytest.raises(InvalidBattleError, match=r"nested\.jsonl, line 1 \(id 1\), field 'conversation_a\[1\]': "
+                                                 r"expected each key once"):
+        load(nested)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv_kaggle", "csv_plain"])
+def test_raw_line_separators_inside_strings_are_text_in_every_format(tmp_path, load, fmt):
+    """json.dumps(ensure_ascii=False) and pandas write U+2028, U+0085 ... raw inside strings; they are text, not
+    line ends (only "\\n" ends a JSON line, only \\r / \\n a CSV line)."""
+    turn = f"before{LINE_BREAKS}after"
+    record = {"id": 1, "prompt": [turn], "response_a": [turn], "response_b": ["b"], "winner": "model_a"}
+    second = {**record, "id": 2, "winner": "tie"}
+    path = tmp_path / f"separators.{fmt.split('_')[0]}"
+    if fmt == "jsonl":
+        write_jsonl(path, [record, second])
+    elif fmt == "json":
+        path.write_text(json.dumps([record, second], ensure_ascii=False), encoding="utf-8")
+    elif fmt == "csv_kaggle":
+        write_csv(path, KAGGLE, [kaggle_row(1, [turn], [turn], ["b"]), kaggle_row(2, [turn], [turn], ["b"])])
+    else:
+        write_csv(path, ["id", "prompt", "response_a", "response_b", "winner"], [[1, turn, turn, "b", "model_a"],
+                                                                                 [2, turn, turn, "b", "tie"]])
+    # json.dumps escapes the C0 controls; write them raw too, as hand edits and other writers do
+    path.write_text(path.read_text(encoding="utf-8").replace("\\u000b", "\x0b").replace("\\f", "\x0c")
+                    .replace("\\u001c", "\x1c").replace("\\u001d", "\x1d").replace("\\u001e", "\x1e"),
+                    encoding="utf-8")
+    assert LINE_BREAKS in path.read_text(encoding="utf-8")  # raw, not escaped
+    battles = load(path)
+    assert battles["id"] == [1, 2] and battles[0]["prompt"] == [turn] and battles[1]["response_a"] == [turn]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_a_latin1_byte_names_file_and_line_and_says_utf8(tmp_path, load, suffix):
+    path = tmp_path / f"latin1{suffix}"
+    if suffix == ".csv":
+        write_csv(path, ["id", "prompt", "response_a", "response_b", "winner"],
+                  [[1, "p", "a", "b", "tie"], [2, "caf\u00e9", "a", "b", "tie"]], encoding="latin-1")
+        line = 3
+    elif suffix == ".jsonl":
+        write_jsonl(path, [labelled(1), labelled(2, prompt="caf\u00e9")])
+        path.write_bytes(path.read_bytes().replace("\u00e9".encode(), b"\xe9"))
+        line = 2
+    else:
+        path.write_bytes(b'[\n{"id": 1, "prompt": "caf\xe9", "response_a": "a", "response_b": "b", "winner": "tie"}]')
+        line = 2
+    with pytest.raises(InvalidBattleError, match=rf"latin1{re.escape(suffix)}, line {line}: expected UTF-8 text, "
+                                                 r"got byte 0xe9 at byte \d+ \(a Latin-1 or Windows-1252 file\? save "
+                                                 r"it as UTF-8\)"):
+        load(path)
+
+
+def test_a_file_replaced_by_one_of_the_same_size_and_mtime_is_read_again(tmp_path, load):
+    """cp -p / rsync -t keep size and mtime: the cache is keyed by the file's content, not by its stamp."""
+    path = write_jsonl(tmp_path / "votes.jsonl", [labelled(1, "model_a"), labelled(2, "model_b")])
+    stamp = os.stat(path)
+    assert load(path)["label"] == [0, 1]
+    write_jsonl(path, [labelled(1, "model_b"), labelled(2, "model_a")])  # same length: labels swapped
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (stamp.st_size, stamp.st_mtime_ns)
+    assert load(path)["label"] == [1, 0]
+    assert load(path)["label"] == [1, 0]  # and that content is cached in turn
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_utf16_and_utf32_with_a_byte_order_mark_are_read(tmp_path, load, encoding, suffix):
+    """Excel's "Unicode text" and PowerShell's default: the BOM names the encoding, so the file is valid input."""
+    rows = [labelled(1, prompt="caf\u00e9 \U0001f642"), labelled(2, "tie")]
+    path = tmp_path / f"wide{suffix}"
+    if suffix == ".csv":
+        text = "id,prompt,response_a,response_b,winner\r\n" + "".join(
+            f"{r['id']},{r['prompt']},a,b,{r['winner']}\r\n" for r in rows)
+    else:
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    bom = {"utf-16-be": "\ufeff"}.get(encoding, "")  # "utf-16"/"utf-32" write their own BOM
+    path.write_bytes((bom + text).encode(encoding))
+    battles = load(path)
+    assert battles["id"] == [1, 2] and battles[0]["prompt"] == ["caf\u00e9 \U0001f642"]
+
+
+def test_nul_bytes_and_utf16_without_a_byte_order_mark_are_named(tmp_path, load):
+    path = tmp_path / "nobom.csv"
+    path.write_bytes("id,prompt,response_a,response_b,winner\n1,p,a,b,tie\n".encode("utf-16-le"))
+    with pytest.raises(InvalidBattleError, match=r"nobom\.csv, line 1: expected text, got a NUL character \(UTF-16 "
+                                                 r"without a byte-order mark, or a binary file\?\)"):
+        load(path)
+    path = tmp_path / "nul.jsonl"
+    path.write_text(json.dumps(labelled(1)) + "\n" + json.dumps(labelled(2)).replace("q2", "q\x002") + "\n")
+    with pytest.raises(InvalidBattleError, match=r"nul\.jsonl, line 2: expected text, got a NUL character"):
+        load(path)
+
+
+def test_crlf_bare_cr_and_mixed_line_ends_are_read_and_lines_counted(tmp_path, load):
+    header = "id,prompt,response_a,response_b,winner"
+    rows = ['1,"two\r\nlines",a,b,tie', "2,p,a,b,model_a", "3,p,a,b,model_c"]
+    for name, newline in (("crlf", "\r\n"), ("cr", "\r")):
+        path = tmp_path / f"{name}.csv"
+        path.write_bytes(newline.join([header, *rows]).encode() + newline.encode())
+        with pytest.raises(InvalidBattleError, match=rf"{name}\.csv, line 5 \(id 3\), field 'winner'"):
+            load(path)  # the cell's own line break counts: row 3 starts on physical line 5
+        path.write_bytes(newline.join([header, *rows[:2]]).encode())
+        assert load(path)[0]["prompt"] == ["two\r\nlines"]  # a cell keeps its line break as written
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(json.dumps(labelled(1)).encode() + b"\r\n" + json.dumps(labelled(2)).encode() + b"\n\r\n"
+                      + json.dumps(labelled(3, "model_c")).encode() + b"\r\n")
+    with pytest.raises(InvalidBattleError, match=r"mixed\.jsonl, line 4 \(id 3\), field 'winner'"):
+        load(mixed)
+
+
+def test_concatenated_jsonl_files_with_byte_order_marks_load(tmp_path, load):
+    """`cat a.jsonl b.jsonl` of two files saved with a BOM leaves a BOM at the start of a line in the middle."""
+    path = tmp_path / "cat.jsonl"
+    path.write_text("\ufeff" + json.dumps(labelled(1)) + "\n" + "\ufeff" + json.dumps(labelled(2)) + "\n",
+                    encoding="utf-8")
+    assert load(path)["id"] == [1, 2]
+
+
+def test_a_file_of_only_a_byte_order_mark_is_empty(tmp_path, load):
+    for name in ("bom.csv", "bom.jsonl"):
+        (tmp_path / name).write_bytes(codecs.BOM_UTF8)
+        with pytest.raises(InvalidBattleError, match=rf"{name.replace('.', '[.]')}: the file is empty"):
+            load(tmp_path / name)
+
+
+def test_a_header_of_a_hundred_thousand_columns_gives_a_short_message_and_extra_columns_are_ignored(tmp_path, load):
+    many = [f"c{i}" for i in range(100_000)]
+    path = write_csv(tmp_path / "wide.csv", ["id", *many], [[1, *["x"] * len(many)]])
+    with pytest.raises(InvalidBattleError, match=r"wide\.csv: missing column\(s\).*\(99,981 more\)\]") as raised:
+        load(path)
+    assert len(str(raised.value)) < 1000
+    path = write_csv(tmp_path / "extra.csv", ["id", "prompt", "response_a", "response_b", "winner", *many],
+                     [[1, "p", "a", "b", "tie", *["x"] * len(many)]])
+    assert load(path).column_names == ["id", "model_a", "model_b", "prompt", "response_a", "response_b", "label"]
+
+
+def test_deeply_nested_json_is_an_error_not_a_crash(tmp_path, load):
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "deep.json").write_text(deep)
+    with pytest.raises(InvalidBattleError, match=r"deep\.json: JSON nested too deeply to read"):
+        load(tmp_path / "deep.json")
+    path = tmp_path / "deep.jsonl"
+    path.write_text(json.dumps(labelled(1)) + "\n" + '{"id": 2, "prompt": ' + deep + "}\n")
+    with pytest.raises(InvalidBattleError, match=r"deep\.jsonl, line 2 \(id \?\), field '\(row\)': expected a JSON "
+                                                 r"object, got 'JSON nested too deeply to read'"):
+        load(path)
+    cell = write_csv(tmp_path / "deep.csv", KAGGLE, [kaggle_row(1, ["p"], ["a"], ["b"]),
+                                                    [2, "m1", "m2", deep, '["a"]', '["b"]', 1, 0, 0]])
+    with pytest.raises(InvalidBattleError, match=r"deep\.csv, line 3 \(id 2\), field .*nested too deeply"):
+        load(cell)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"model_a": 5}, r"field 'model_a': expected a model name \(string\), got 5"),
+        ({"winner": 1}, r"field 'winner': expected one of model_a, model_b, tie, tie \(bothbad\), got 1"),
+        ({"winner": True}, r"field 'winner': expected one of .*, got True"),
+        ({"winner": ""}, r"field 'winner': expected one of .*, got ''"),
+        ({"winner": None}, r"field 'winner': expected one of .*, got None"),
+        ({"response_b": 3.5}, r"field 'response_b': expected a string or a list of turn strings, got 3.5"),
+        ({"prompt": {"text": "p"}}, r"field 'prompt': expected a string or a list"),
+        ({"id": 2**63}, r"field 'id': expected an integer id between -9223372036854775808 and 9223372036854775807"),
+        ({"id": "99999999999999999999"}, r"field 'id': expected an integer id between"),
+        ({"id": "\u00b2"}, r"field 'id': expected an integer id \(drop or rename"),  # "²".isdigit() is True
+        ({"id": float("nan")}, r"field 'id': expected an integer id"),
+    ],
+)
+def test_values_of_the_wrong_type_are_named(tmp_path, load, fields, message):
+    path = write_jsonl(tmp_path / "types.jsonl", [labelled(0), {**labelled(1), **fields}])
+    with pytest.raises(InvalidBattleError, match=r"types\.jsonl, line 2 \(id .*\), " + message):
+        load(path)
+
+
+def test_label_as_text_number_or_name_is_read_and_a_float_or_bool_label_is_named(tmp_path, load):
+    rows = [{**unlabelled(i), "label": v} for i, v in enumerate([0, "1", "winner_tie", " 2 "])]
+    assert load(write_jsonl(tmp_path / "ok.jsonl", rows))["label"] == [0, 1, 2, 2]
+    for value, shown in ((1.0, "1.0"), (True, "True"), (3, "3")):
+        path = write_jsonl(tmp_path / "label.jsonl", [{**unlabelled(0), "label": 0}, {**unlabelled(1), "label": value}])
+        with pytest.raises(InvalidBattleError, match=rf"line 2 \(id 1\), field 'label': expected 0, 1, 2 or one of "
+                                                     rf".*, got {shown}"):
+            load(path)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "NaN", "1e0", "yes"])
+def test_nan_inf_and_other_text_in_one_hot_csv_cells_are_named(tmp_path, load, bad):
+    path = write_csv(tmp_path / "hot.csv", KAGGLE, [kaggle_row(1, ["p"], ["a"], ["b"]),
+                                                   kaggle_row(2, ["p"], ["a"], ["b"], (bad, "0", "0"))])
+    with pytest.raises(InvalidBattleError, match=rf"hot\.csv, line 3 \(id 2\), field "
+                                                 rf"'winner_model_a/winner_model_b/winner_tie': expected one-hot 0/1 "
+                                                 rf"values, exactly one 1, got \('{bad}', '0', '0'\)"):
+        load(path)
+
+
+def test_nan_and_infinity_json_literals_in_one_hot_fields_are_named(tmp_path, load):
+    path = tmp_path / "hot.jsonl"
+    good = {**unlabelled(1), **dict(zip(ONE_HOT_COLUMNS, (1, 0, 0)))}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": 2}).replace('"winner_model_a": 1',
+                                                                                 '"winner_model_a": NaN') + "\n"
+                    + json.dumps({**good, "id": 3}).replace('"winner_tie": 0', '"winner_tie": Infinity') + "\n")
+    with pytest.raises(InvalidBattleError, match=r"line 2 \(id 2\), field .*got \(nan, 0, 0\)"):
+        load(path)
+    kept = load(path, skip_invalid=True)
+    assert kept["id"] == [1]
+
+
+def test_parquet_with_wrong_column_types_is_named_by_row_and_field(tmp_path, load):
+    base = {"id": pa.array([1, 2]), "prompt": pa.array(["p", "q"]), "response_a": pa.array(["a", "a"]),
+            "response_b": pa.array(["b", "b"])}
+    hot = {c: pa.array(v, pa.float64()) for c, v in zip(ONE_HOT_COLUMNS, ([1.0, 0.0], [0.0, 1.0], [0.0, 0.0]))}
+    pq.write_table(pa.table({**base, **hot}), tmp_path / "floats.parquet")
+    assert load(tmp_path / "floats.parquet")["label"] == [0, 1]  # 1.0 / 0.0 are one-hot values
+    cases = {
+        "int_prompt": ({"prompt": pa.array([1, 2])}, r"row 1 \(id 1\), field 'prompt': expected a string or a list"),
+        "int_turns": ({"prompt": pa.array([[8], [7]], pa.list_(pa.int64()))},
+                      r"row 1 \(id 1\), field 'prompt\[0\]': expected a string or null turn, got 8"),
+        "float_id": ({"id": pa.array([1.0, 2.0])}, r"row 1 \(id 1.0\), field 'id': expected an integer id"),
+        "nan_hot": ({"winner_model_b": pa.array([0.0, float("nan")])}, r"row 2 \(id 2\), field 'winner_model_a/"),
+    }
+    for name, (columns, message) in cases.items():
+        pq.write_table(pa.table({**base, **hot, **columns}), tmp_path / f"{name}.parquet")
+        with pytest.raises(InvalidBattleError, match=rf"{name}\.parquet, " + message):
+            load(tmp_path / f"{name}.parquet")
+
+
+def test_a_folder_fifo_device_symlink_loop_or_other_non_file_is_refused_at_once(tmp_path, load):
+    """Nothing reads from a FIFO (it would block) or /dev/zero (it never ends): only regular files are read."""
+    good = write_jsonl(tmp_path / "good.jsonl", [labelled(1)])
+    (tmp_path / "folder.csv").mkdir()
+    os.mkfifo(tmp_path / "pipe.csv")
+    (tmp_path / "loop.csv").symlink_to(tmp_path / "loop.csv")
+    cases = [(tmp_path / "folder.csv", r"folder\.csv: is a folder( without data files)?; expected a"),
+             (tmp_path / "pipe.csv", r"pipe\.csv: is a FIFO \(named pipe\); expected a regular"),
+             ("/dev/zero", r"/dev/zero: is a character device; expected a regular"),
+             (tmp_path / "loop.csv", r"loop\.csv: cannot be read \(a symbolic link loop\)")]
+    start = time.perf_counter()
+    for path, message in cases:
+        for source in (path, [good, path]):
+            with pytest.raises(InvalidBattleError, match=message):
+                load(source)
+    assert time.perf_counter() - start < 30
+    (tmp_path / "dangling.csv").symlink_to(tmp_path / "gone.csv")
+    with pytest.raises(FileNotFoundError, match=r"dangling\.csv: no such file"):
+        load([good, tmp_path / "dangling.csv"])
+
+
+def test_a_link_to_a_good_file_loads(tmp_path, load):
+    good = write_jsonl(tmp_path / "good.jsonl", [labelled(1)])
+    (tmp_path / "link.jsonl").symlink_to(good)
+    assert load(tmp_path / "link.jsonl")["id"] == [1]
+
+
+def test_a_file_that_cannot_be_read_is_named(tmp_path, load, monkeypatch):
+    path = write_jsonl(tmp_path / "secret.jsonl", [labelled(1)])
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads anything: make open() answer as it does for other users
+        real_open = os.open
+
+        def denied(file, *args, **kwargs):
+            if str(file) == str(path):
+                raise PermissionError(13, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
+
+        # arena_dataset.os, not os: datasets swaps a builder module's `os` for a patched copy on its first build
+        monkeypatch.setattr(arena_dataset.os, "open", denied)
+    with pytest.raises(InvalidBattleError, match=r"secret\.jsonl: cannot be read \(permission denied\)"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("zipped.csv", gzip.compress(b"id,prompt,response_a,response_b\n1,p,a,b\n"),
+         r"zipped\.csv: is gzip-compressed data, not CSV text; decompress or convert it first"),
+        ("sheet.csv", b"PK\x03\x04" + b"\x00" * 40, r"sheet\.csv: is a ZIP archive \(an Excel \.xlsx\?\)"),
+        ("data.jsonl", b"PAR1" + b"\x00" * 40, r"data\.jsonl: is a parquet file, not JSONL text; rename it to "
+                                               r"\.parquet"),
+        ("text.parquet", b"id,prompt\n1,p\n", r"text\.parquet: expected a parquet file \(it starts with 'PAR1'\), "
+                                              r"got b'id,prompt"),
+        ("cut.parquet", None, r"cut\.parquet: not a readable parquet file"),
+        ("notes.txt", b"hello", r"notes\.txt: unsupported file type '\.txt'"),
+    ],
+)
+def test_a_file_that_is_not_what_its_name_says_is_named(tmp_path, load, name, content, message):
+    path = tmp_path / name
+    if content is None:  # a parquet file cut short (an interrupted download)
+        pq.write_table(pa.table({"id": [1], "prompt": ["p"], "response_a": ["a"], "response_b": ["b"]}), path)
+        content = path.read_bytes()[: len(path.read_bytes()) // 2]
+    path.write_bytes(content)
+    with pytest.raises(InvalidBattleError, match=message):
+        load(path)
+
+
+def test_a_bzip2_header_named_like_a_column_is_still_a_csv(tmp_path, load):
+    path = write_csv(tmp_path / "bz.csv", ["BZh", "id", "prompt", "response_a", "response_b", "winner"],
+                     [["x", 1, "p", "a", "b", "tie"]])
+    assert load(path)["id"] == [1]
+    path.write_bytes(bz2.compress(b"id,prompt\n"))
+    with pytest.raises(InvalidBattleError, match=r"bz\.csv: is bzip2-compressed data"):
+        load(path)
+
+
+def test_a_file_that_grows_while_it_is_read_is_an_error_not_a_mix(tmp_path, load, monkeypatch):
+    path = write_jsonl(tmp_path / "growing.jsonl", [labelled(i) for i in range(50)])
+    real_read = os.read
+
+    def read_then_append(fd, n):
+        chunk = real_read(fd, n)
+        with path.open("a") as handle:  # another process appends while this one reads
+            handle.write(json.dumps(labelled(99)) + "\n")
+        return chunk
+
+    monkeypatch.setattr(arena_dataset.os, "read", read_then_append)  # see test_a_file_that_cannot_be_read
+    with pytest.raises(InvalidBattleError, match=r"growing\.jsonl: the file changed while it was read"):
+        load(path)
+
+
+def test_a_file_rewritten_between_inspection_and_reading_is_an_error_not_a_stale_cache(tmp_path, load, monkeypatch):
+    path = write_jsonl(tmp_path / "moving.jsonl", [labelled(1), labelled(2)])
+    real_inspect = arena_dataset._inspect
+
+    def inspect_then_rewrite(file):
+        found = real_inspect(file)
+        write_jsonl(path, [labelled(1, "tie"), labelled(2)])
+        return found
+
+    monkeypatch.setattr(arena_dataset, "_inspect", inspect_then_rewrite)
+    with pytest.raises(InvalidBattleError, match=r"moving\.jsonl: the file changed while it was loaded"):
+        load(path)
+    monkeypatch.undo()
+    assert load(path)["label"] == [2, 0]
+
+
+def test_a_json_array_with_a_syntax_error_names_line_and_column(tmp_path, load):
+    path = tmp_path / "broken.json"
+    path.write_text("[\n" + json.dumps(labelled(1)) + ",\n" + json.dumps(labelled(2))[:-1] + "\n]")
+    with pytest.raises(InvalidBattleError, match=r"broken\.json, line 4, column 1: expected a JSON array of records, "
+                                                 r"got invalid JSON \(Expecting ',' delimiter\)"):
+        load(path)
+
+
+def test_a_json_object_instead_of_records_names_its_keys(tmp_path, load):
+    path = tmp_path / "wrapped.json"
+    path.write_text(json.dumps({"data": [labelled(1)]}))
+    with pytest.raises(InvalidBattleError, match=r"wrapped\.json: missing column\(s\).*found \['data'\]"):
+        load(path)
+
+
+def test_record_keys_that_look_like_internal_markers_are_plain_columns(tmp_path, load):
+    """The readers mark unparseable rows with a dict subclass, not with magic keys a user's record could hold."""
+    path = write_jsonl(tmp_path / "markers.jsonl", [labelled(1, __cells__=[1, 2], __json_error__="x",
+                                                            __not_object__="y")])
+    assert load(path)["id"] == [1]
+
+
+def test_an_unclosed_csv_quote_is_named_at_the_line_it_opens(tmp_path, load):
+    path = tmp_path / "quote.csv"
+    path.write_text('id,prompt,response_a,response_b,winner\n1,p,a,b,tie\n2,"p,a,b,tie\n3,p,a,b,tie\n')
+    with pytest.raises(InvalidBattleError, match=r"quote\.csv, line 3 \(id 2\), field '\(row\)': expected 5 cells "
+                                                 r"like the header, got '2 cells \(a quote never closed\?\)'"):
+        load(path)
