@@ -135,3 +135,8 @@ def test_frozen_recipe_checkpoints_hold_the_head_only_and_resume_onto_the_encode
     # The resumed run's encoder is the frozen one it was built with; its head continued from the checkpoint.
     for name, tensor in first.model.encoder.state_dict().items():
         assert second.model.encoder.state_dict()[name].equal(tensor), name
+
+    from backbones import load_model
+
+    with pytest.raises(OSError, match="head's weights only"):  # not a model with a random encoder
+        load_model(str(tmp_path / "checkpoint-2"))
