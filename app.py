@@ -194,6 +194,9 @@ def write_space(model_dir: str | Path, space_dir: str | Path, model_id: str | No
     model_dir, space = Path(model_dir), Path(space_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no config.json, so not a trained model folder")
+    if model_id is None and space.resolve().is_relative_to(model_dir.resolve()):
+        raise ValueError(f"{space}: the Space folder cannot be inside the model folder {model_dir} it copies")
+    card = _space_card(model_dir.name, model_id)  # first: it needs gradio's version, the one thing that may be absent
     space.mkdir(parents=True, exist_ok=True)
     for module in sorted(_local_imports(HERE / "app.py")):
         shutil.copy2(HERE / f"{module}.py", space / f"{module}.py")
@@ -201,7 +204,7 @@ def write_space(model_dir: str | Path, space_dir: str | Path, model_id: str | No
         shutil.rmtree(space / "model", ignore_errors=True)
         shutil.copytree(model_dir, space / "model", ignore=shutil.ignore_patterns("checkpoint-*", "runs", ".*"))
     (space / "requirements.txt").write_text("\n".join(_requirements()) + "\n")
-    (space / "README.md").write_text(_space_card(model_dir.name, model_id))
+    (space / "README.md").write_text(card)
     return space
 
 
@@ -238,12 +241,16 @@ def _requirements() -> list[str]:
 
 
 def _space_card(title: str, model_id: str | None) -> str:
-    import gradio
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:  # the Space runs the gradio it was written with (sdk_version)
+        gradio_version = version("gradio")
+    except PackageNotFoundError:
+        raise ImportError("writing a Space needs gradio: pip install 'arena-preference[demo]'") from None
     models = f"models:\n- {model_id}\n" if model_id else ""
     return (
         f"---\ntitle: {title}\nemoji: ⚖️\ncolorFrom: indigo\ncolorTo: blue\nsdk: gradio\n"
-        f"sdk_version: {gradio.__version__}\napp_file: app.py\npinned: false\nlicense: apache-2.0\n{models}"
+        f"sdk_version: {gradio_version}\napp_file: app.py\npinned: false\nlicense: apache-2.0\n{models}"
         "tags:\n- arena-preference\n---\n\n"
         f"# {title}\n\nWhich of two chatbot answers will people prefer? P(A wins), P(B wins) and P(tie) from an "
         "arena-preference model, and a leaderboard of several models' answers. Made by `app.write_space`; "

@@ -242,3 +242,8 @@ def test_a_space_may_name_the_hub_model_instead_of_carrying_it(tmp_path, model_d
 def test_write_space_refuses_a_folder_without_a_model(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         app.write_space(tmp_path, tmp_path / "space")
+
+
+def test_a_space_folder_inside_the_model_folder_is_refused(model_dir):
+    with pytest.raises(ValueError, match="cannot be inside"):
+        app.write_space(model_dir, model_dir / "space")
