@@ -25,6 +25,7 @@ from __future__ import annotations
 import codecs
 import csv
 import errno
+import glob
 import hashlib
 import io
 import json
@@ -772,7 +773,9 @@ def load_arena(
         raise InvalidBattleError(f"{files}: some files have labels and some do not; load them separately",
                                  "mixed labels")
     builder = ArenaBuilder(
-        cache_dir=cache_dir, data_files={split: files}, labeled=labeled.pop(), skip_invalid=skip_invalid,
+        # glob.escape: datasets reads data_files as glob patterns; "v[1].csv" would be read as v1.csv.
+        cache_dir=cache_dir, data_files={split: [glob.escape(f) for f in files]}, labeled=labeled.pop(),
+        skip_invalid=skip_invalid,
         content_sha256=",".join(digest for digest, _ in inspected),
     )
     try:

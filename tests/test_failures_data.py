@@ -797,6 +797,7 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path, load, monkeypatch):
         ("cut.parquet", None, r"cut\.parquet: not a readable parquet file"),
         ("notes.txt", b"hello", r"notes\.txt: unsupported file type '\.txt'"),
     ],
+    ids=["gzip_as_csv", "xlsx_as_csv", "parquet_as_jsonl", "csv_as_parquet", "truncated_parquet", "txt"],
 )
 def test_a_file_that_is_not_what_its_name_says_is_named(tmp_path, load, name, content, message):
     path = tmp_path / name
@@ -876,3 +877,13 @@ def test_an_unclosed_csv_quote_is_named_at_the_line_it_opens(tmp_path, load):
     with pytest.raises(InvalidBattleError, match=r"quote\.csv, line 3 \(id 2\), field '\(row\)': expected 5 cells "
                                                  r"like the header, got '2 cells \(a quote never closed\?\)'"):
         load(path)
+
+
+def test_a_file_name_with_glob_characters_is_that_file(tmp_path, load):
+    """datasets reads data_files as glob patterns: "v[1].csv" would match v1.csv, another file, and load its rows."""
+    header = ["id", "prompt", "response_a", "response_b", "winner"]
+    write_csv(tmp_path / "v1.csv", header, [[1, "wrong file", "a", "b", "tie"]])
+    write_csv(tmp_path / "v[1].csv", header, [[2, "right file", "a", "b", "tie"]])
+    write_csv(tmp_path / "a*b?.csv", header, [[3, "stars", "a", "b", "tie"]])
+    assert load(tmp_path / "v[1].csv")["id"] == [2]
+    assert load([tmp_path / "a*b?.csv", tmp_path / "v[1].csv"])["id"] == [3, 2]
