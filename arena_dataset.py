@@ -513,6 +513,21 @@ def _battle(record: dict, layout: Layout, json_lists: bool) -> dict:
     return row
 
 
+def _check_text(row: dict) -> None:
+    """Every string must be storable as UTF-8: JSON's "\\ud800" escape gives a lone surrogate, which Arrow would
+    refuse later with an error that names no row."""
+    for field in ("model_a", "model_b", *BATTLE_KEYS):
+        value = row[field]
+        for i, text in enumerate([value] if isinstance(value, str) else value):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                name = field if isinstance(value, str) else f"{field}[{i}]"
+                got = f"\\u{ord(text[err.start]):04x} at character {err.start}"
+                raise BattleFieldError(name, "text (a lone surrogate half is not a character)", got,
+                                       "invalid text") from None
+
+
 def _model(record: dict, field: str) -> str:
     value = record.get(field)
     if value is None or value == "":
@@ -586,6 +601,7 @@ class _Validator:
                         f"{where}, field 'id': duplicate id; expected unique ids (first at {first})", "duplicate id")
                 try:
                     row = {"id": row_id, **_battle(record, layout, json_lists)}
+                    _check_text(row)
                 except RecursionError:  # json's C scanner on a cell like "[[[[...": a row error, not a crash
                     raise BattleFieldError("(row)", "JSON cells nested a few levels deep", "JSON nested too deeply "
                                            "to read", "unparseable JSON") from None

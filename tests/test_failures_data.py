@@ -887,3 +887,35 @@ def test_a_file_name_with_glob_characters_is_that_file(tmp_path, load):
     write_csv(tmp_path / "a*b?.csv", header, [[3, "stars", "a", "b", "tie"]])
     assert load(tmp_path / "v[1].csv")["id"] == [2]
     assert load([tmp_path / "a*b?.csv", tmp_path / "v[1].csv"])["id"] == [3, 2]
+
+
+def test_a_lone_surrogate_escape_is_named_not_a_crash_when_arrow_writes(tmp_path, load):
+    """'\\ud800' is valid JSON syntax but no character: Arrow cannot store it as UTF-8."""
+    path = tmp_path / "surrogate.jsonl"
+    path.write_text(json.dumps(labelled(1)) + "\n"
+                    + json.dumps(labelled(2, prompt=["p", "q"], response_a=["a", "b"], response_b=["ok", "half \ud83d"]))
+                    + "\n")
+    assert "\\ud83d" in path.read_text()  # json.dumps escaped it: the file itself is plain ASCII
+    with pytest.raises(InvalidBattleError, match=r"surrogate\.jsonl, line 2 \(id 2\), field 'response_b\[1\]': "
+                                                 r"expected text \(a lone surrogate half is not a character\), got "
+                                                 r"'\\\\ud83d at character 5'"):
+        load(path)
+    assert load(path, skip_invalid=True)["id"] == [1]
+
+
+def test_jsonl_lines_that_are_not_objects_are_named(tmp_path, load):
+    path = tmp_path / "values.jsonl"
+    path.write_text(json.dumps(labelled(1)) + "\n[1, 2]\n\"text\"\nnull\n")
+    with pytest.raises(InvalidBattleError, match=r"values\.jsonl, line 2 \(id \?\), field '\(row\)': expected a JSON "
+                                                 r"object, got 'list'"):
+        load(path)
+    assert load(path, skip_invalid=True)["id"] == [1]
+
+
+def test_a_conversation_message_with_a_number_for_content_is_named(tmp_path, load):
+    conv = [{"role": "user", "content": "p"}, {"role": "assistant", "content": 42}]
+    path = write_jsonl(tmp_path / "conv.jsonl", [{"id": 1, "winner": "tie", "conversation_a": conv,
+                                                   "conversation_b": conv[:1]}])
+    with pytest.raises(InvalidBattleError, match=r"conv\.jsonl, line 1 \(id 1\), field 'conversation_a\[1\]\.content':"
+                                                 r" expected a string, got 42"):
+        load(path)
