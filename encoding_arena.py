@@ -22,9 +22,10 @@ import torch
 USER_MARKER = "User:"
 ASSISTANT_MARKER = "Assistant:"
 
-# Per-side style features fed to the head beside the pooled embeddings (all log1p of a count, plus a flag).
-# Mean pooling cannot see length, yet longer answers win ~61% of decisive Arena battles; the Arena's own
-# style control uses the same kind of features (length, headers, lists, bold).
+# Per-side style features fed to the head beside the pooled embeddings: log1p of counts (`log_*`; the classify
+# head reads them back as counts and compares the sides as (A - B) / (A + B), as the Arena's own style control
+# does), then per-side signals (`is_*`). Mean pooling cannot see length, yet longer answers win ~61% of decisive
+# Arena battles; empty answers nearly always lose and identical answers nearly always tie.
 STYLE_FEATURES = (
     "log_chars",
     "log_words",
@@ -35,14 +36,17 @@ STYLE_FEATURES = (
     "log_bold",
     "log_code_blocks",
     "is_empty",
+    "is_refusal",
+    "is_identical",
 )
-_HEADER = re.compile(r"^\s{0,3}#{1,6}\s", re.MULTILINE)
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+", re.MULTILINE)
+# How refusals open ("I'm sorry, but I can't ..."); looked for at the start of each turn only.
+REFUSAL_OPENINGS = (
+    "i'm sorry", "i am sorry", "sorry, but", "i apologize", "i cannot", "i can't", "i can not", "i'm unable",
+    "i am unable", "i'm not able", "i am not able", "as an ai", "as a language model", "i won't", "i will not",
+)
+_REFUSAL_WINDOW = 120  # characters of a turn's start searched for an opening
+_WHITESPACE = re.compile(r"\s")
 _BOLD = re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__")
-_FENCE = re.compile(r"^\s*```", re.MULTILINE)
-# Blank lines between paragraphs. Line counts alone miss this: in grouped CV on dev (bench/quality.py) adding it
-# takes the classify head's log loss from 0.968 to 0.949.
-_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
 BATTLE_KEYS = ("prompt", "response_a", "response_b")
@@ -124,20 +128,61 @@ def normalise_battle(battle: Mapping[str, Any], json_lists: bool | None = None) 
     return turns
 
 
-def style_features(turns: Sequence[str]) -> list[float]:
-    """Style features of one side's responses (all turns joined), in the order of `STYLE_FEATURES`."""
+def style_features(turns: Sequence[str], other: Sequence[str] | None = None) -> list[float]:
+    """Style features of one side's responses (all turns joined), in the order of `STYLE_FEATURES`.
+
+    `other` is the other side's turns (for `is_identical`). Linear in the text's length: markdown is read line by
+    line, with no pattern that can span lines (a 40,000-line answer takes milliseconds).
+    """
     text = "\n".join(turns)
-    counts = (
-        len(text),
-        len(text.split()),
-        text.count("\n") + 1 if text else 0,
-        len(_BLANK_LINE.findall(text)),
-        len(_HEADER.findall(text)),
-        len(_LIST_ITEM.findall(text)),
-        len(_BOLD.findall(text)),
-        len(_FENCE.findall(text)) // 2,
-    )
-    return [math.log1p(c) for c in counts] + [float(not text.strip())]
+    lines = text.split("\n") if text else []
+    paragraphs = headers = list_items = bold = fences = 0
+    previous_blank = False
+    for number, line in enumerate(lines):
+        stripped = line.lstrip(" \t")
+        blank = not stripped
+        # a run of blank lines between two lines: one paragraph break
+        paragraphs += blank and not previous_blank and 0 < number < len(lines) - 1
+        previous_blank = blank
+        if blank:
+            continue
+        indent = len(line) - len(stripped)
+        hashes = len(stripped) - len(stripped.lstrip("#"))
+        headers += indent <= 3 and 1 <= hashes <= 6 and stripped[hashes:hashes + 1] in (" ", "\t")
+        list_items += _is_list_item(stripped)
+        fences += stripped.startswith("```")
+        if "**" in stripped or "__" in stripped:
+            bold += len(_BOLD.findall(stripped))
+    counts = (len(text), _count_words(text), len(lines), paragraphs, headers, list_items, bold, fences // 2)
+    refusal = any(_opens_with_refusal(turn) for turn in turns)
+    identical = other is not None and list(other) == list(turns)
+    empty = any(not turn.strip() for turn in turns) if turns else True
+    return [math.log1p(c) for c in counts] + [float(empty), float(refusal), float(identical)]
+
+
+def _count_words(text: str, chunk: int = 1 << 20) -> int:
+    """`len(text.split())` without holding every word of a huge text at once: a megabyte at a time, each piece cut
+    on whitespace so no word is counted twice."""
+    count = start = 0
+    while start < len(text):
+        space = _WHITESPACE.search(text, min(start + chunk, len(text)))
+        end = space.start() if space else len(text)
+        count += len(text[start:end].split())
+        start = end
+    return count
+
+
+def _is_list_item(stripped: str) -> bool:
+    """A markdown list item: "- ", "* ", "+ " or "12. " / "12) " at the start of a line (indent removed)."""
+    if stripped[:1] in ("-", "*", "+"):
+        return stripped[1:2] in (" ", "\t")
+    digits = len(stripped) - len(stripped.lstrip("0123456789"))
+    return 0 < digits and stripped[digits:digits + 1] in (".", ")") and stripped[digits + 1:digits + 2] in (" ", "\t")
+
+
+def _opens_with_refusal(turn: str) -> bool:
+    opening = turn[:_REFUSAL_WINDOW].lower().replace("\u2019", "'")
+    return any(phrase in opening for phrase in REFUSAL_OPENINGS)
 
 
 def _truncate_latest_turns(
@@ -171,6 +216,62 @@ def _truncate_head(
     """The seed's way: the whole conversation, cut at the end (long prompts can crowd out the response)."""
     ids = [t for p, r in zip(prompts, responses) for t in user + p + assistant + r]
     return ids[:budget]
+
+
+# Characters per token assumed when sizing the first window of a long text; a text whose window holds too few tokens
+# (long runs of whitespace, which make no tokens) is read in doubling windows, so the cost stays linear in the text.
+_CHARS_PER_TOKEN = 8
+# Tokens at a window's cut that are dropped: the cut falls on whitespace, so at most the piece next to it can differ
+# from how the whole text tokenizes.
+_CUT_MARGIN = 2
+
+
+def tokenize_within(tokenizer: Any, texts: list[str], ends: list[str], budget: int) -> list[list[int]]:
+    """Token ids of each text (no special tokens), as many as a tower of `budget` tokens can use.
+
+    A text of at most `budget` tokens gets all of them, exactly as `tokenizer(text)` gives them. A longer one gets
+    at least `budget + 1` tokens: the first ones (`ends[i] == "head"`) or the last ones (`"tail"`) of the whole
+    text's tokenization, which is all that truncation reads (it compares lengths and keeps a head or a tail). So
+    time and memory follow the budget and one pass over the text, not the text's size: a 25 MB answer with
+    max_length 64 is read a few kilobytes at a time.
+    """
+    window = (budget + 1 + _CUT_MARGIN) * _CHARS_PER_TOKEN
+    short = [i for i, text in enumerate(texts) if len(text) <= window]
+    out: list[list[int]] = [[] for _ in texts]
+    if short:
+        # verbose=False: a turn may exceed model_max_length; it is cut later, so the warning is noise.
+        encoded = tokenizer([texts[i] for i in short], add_special_tokens=False, verbose=False)["input_ids"]
+        for i, ids in zip(short, encoded):
+            out[i] = ids
+    for i in (i for i, text in enumerate(texts) if len(text) > window):
+        out[i] = _tokenize_end(tokenizer, texts[i], ends[i] == "head", budget + 1, window)
+    return out
+
+
+_SEARCH = 1000  # characters searched for a whitespace to cut on
+
+
+def _whitespace_near(text: str, positions: range, default: int) -> int:
+    return next((j for j in positions if text[j].isspace()), default)
+
+
+def _tokenize_end(tokenizer: Any, text: str, head: bool, needed: int, window: int) -> list[int]:
+    """At least `needed` tokens from one end of `text` (all of them if it has fewer), read in doubling windows."""
+    while True:
+        if window >= len(text):
+            return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        # Cut on a whitespace character near the window's edge, so that no word is split.
+        if head:
+            cut = _whitespace_near(text, range(window - 1, max(window - _SEARCH, 0), -1), default=window)
+            piece = text[:cut]
+        else:
+            start = len(text) - window
+            piece = text[_whitespace_near(text, range(start, min(start + _SEARCH, len(text))), default=start):]
+        ids = tokenizer(piece, add_special_tokens=False, verbose=False)["input_ids"]
+        kept = ids[: len(ids) - _CUT_MARGIN] if head else ids[_CUT_MARGIN:]
+        if len(kept) >= needed:
+            return kept
+        window *= 2
 
 
 # Default "latest_turns": the last answer is what the voter judged. Measured by bench/truncation.py on
@@ -213,16 +314,19 @@ def encode_battles(
     if budget < len(user) + len(assistant) + 2:
         raise ValueError(f"max_length={max_length} leaves no room for a prompt and a response")
 
-    sides, texts = [], []
+    sides, texts, ends = [], [], []
+    # A prompt's tail survives truncation ("latest_turns" keeps the end of the last prompt), a response's head.
+    prompt_end = "tail" if truncation == "latest_turns" else "head"
     for i, (p, a, b) in enumerate(zip(prompt, response_a, response_b)):
         try:
             turns = list(normalise_battle(dict(zip(BATTLE_KEYS, (p, a, b)))).values())
         except ValueError as err:
             raise ValueError(f"battle {i}: {err}") from None
         sides.append(turns)
-        texts.extend(t for side in turns for t in side)
-    # verbose=False: whole turns may exceed model_max_length; they are cut below, so the warning is noise.
-    token_ids = iter(tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]) if texts else iter(())
+        for side, end in zip(turns, (prompt_end, "head", "head")):
+            texts.extend(side)
+            ends.extend([end] * len(side))
+    token_ids = iter(tokenize_within(tokenizer, texts, ends, budget))
 
     cut = _TRUNCATE[truncation]
     out: dict[str, list] = {"input_ids_a": [], "input_ids_b": [], "style_a": [], "style_b": []}
@@ -232,8 +336,8 @@ def encode_battles(
         b_ids = [next(token_ids) for _ in b_turns]
         for key, r_ids in (("input_ids_a", a_ids), ("input_ids_b", b_ids)):
             out[key].append(specials[0] + cut(p_ids, r_ids, budget, user, assistant) + specials[1])
-        out["style_a"].append(style_features(a_turns))
-        out["style_b"].append(style_features(b_turns))
+        out["style_a"].append(style_features(a_turns, b_turns))
+        out["style_b"].append(style_features(b_turns, a_turns))
     return out
 
 

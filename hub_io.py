@@ -20,6 +20,34 @@ class UserError(Exception):
     """A problem with what the user asked for; reported in one line, without a traceback."""
 
 
+def claim_output_dir(output_dir: str | Path, resume: bool, overwrite: bool, model_name_or_path: str,
+                     is_main_process: bool = True) -> None:
+    """The rule: a run owns its output folder, so that a folder (and what `--push_to_hub` publishes from it) holds
+    one run's results, never a mix of runs.
+
+    A folder that is missing or empty is taken. A non-empty one is taken only by the run that wrote it, resumed
+    (`resume`), or by a run that reads its model from that same folder (predicting with it, pushing it); with
+    `overwrite` its contents are removed first (by the main process). Anything else is refused: old predictions,
+    results and plots would sit beside new weights.
+    """
+    path = Path(output_dir)
+    held = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    if not held or resume:
+        return
+    if Path(model_name_or_path).is_dir() and Path(model_name_or_path).resolve() == path.resolve():
+        return
+    if not overwrite:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise UserError(f"--output_dir {path} already holds another run's files ({shown}); a run owns its output "
+                        "folder: choose a new --output_dir, resume that run (--resume_from_checkpoint latest), or "
+                        "replace its contents (--overwrite_output_dir)")
+    if is_main_process:
+        logger.warning("--overwrite_output_dir: removing the %d entries of %s", len(held), path)
+        for name in held:
+            entry = path / name
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
 def save_repo(model: Any, tokenizer: Any, output_dir: str | Path) -> None:
     """Write the model as a complete Hub repo into `output_dir` (weights, tokenizer, remote-code modules,
     `custom_pipelines`), without ever leaving a loadable half-written model.
@@ -32,6 +60,9 @@ def save_repo(model: Any, tokenizer: Any, output_dir: str | Path) -> None:
 
     target = Path(output_dir)
     target.mkdir(parents=True, exist_ok=True)
+    check_finite(model)
+    for stale in target.parent.glob(f".{target.name}.saving-*"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
     try:
         ArenaPreferencePipeline(model=model, tokenizer=tokenizer).save_pretrained(str(staging))
@@ -44,6 +75,17 @@ def save_repo(model: Any, tokenizer: Any, output_dir: str | Path) -> None:
             os.replace(path, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_finite(model: Any) -> None:
+    """Refuse to save a model with a NaN or infinite weight: a diverged model is never saved as if fine."""
+    import torch
+
+    bad = [name for name, tensor in model.state_dict().items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise UserError(f"the model has non-finite weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
+                        "training diverged; nothing was saved (lower --learning_rate)")
 
 
 def _usual_permissions(path: str | Path) -> None:
@@ -168,4 +210,4 @@ def push(output_dir: str | Path, training_args: Any) -> str:
     return repo_id
 
 
-__all__ = ["UserError", "checkpoint_problem", "push", "resolve_resume", "save_repo", "write_atomically"]
+__all__ = ["UserError", "check_finite", "checkpoint_problem", "claim_output_dir", "push", "resolve_resume", "save_repo", "write_atomically"]

@@ -48,6 +48,10 @@ class ArenaPreferencePipeline(Pipeline):
             length so a batch pads little; results come back in input order.
         return_logits (`bool`, defaults to `False`): add `"logits"` (3 floats whose softmax is the probabilities;
             with `swap_tta`, the log of the averaged probabilities).
+        style_control (`bool`, defaults to `False`): add `"style_controlled": {"winner_model_a", "winner_model_b",
+            "winner_tie"}`, the probabilities with the style terms' contribution removed (length, markdown,
+            empty answers, refusals; `ArenaOutput.content_logits`): what the model thinks of the content alone,
+            as if both answers had the same style. With `swap_tta`, averaged over both orders too.
 
     Construction only:
         precision (`str`, defaults to `"auto"`): the encoder's arithmetic, `precision_arena.resolve_precision`:
@@ -103,6 +107,7 @@ class ArenaPreferencePipeline(Pipeline):
         max_length: int | None = None,
         return_logits: bool | None = None,
         truncation: str | None = None,
+        style_control: bool | None = None,
         **unknown: Any,
     ) -> tuple[dict, dict, dict]:
         if unknown:
@@ -113,9 +118,11 @@ class ArenaPreferencePipeline(Pipeline):
         if truncation is not None:
             preprocess["truncation"] = truncation
         if swap_tta is not None:
-            forward["swap_tta"] = bool(swap_tta)
+            forward["swap_tta"] = flag(swap_tta, "swap_tta")
         if return_logits is not None:
-            postprocess["return_logits"] = bool(return_logits)
+            postprocess["return_logits"] = flag(return_logits, "return_logits")
+        if style_control is not None:
+            forward["style_control"] = postprocess["style_control"] = bool(style_control)
         return preprocess, forward, postprocess
 
     def _check_max_length(self, max_length: int) -> int:
@@ -139,8 +146,11 @@ class ArenaPreferencePipeline(Pipeline):
         features = encode_battle(_normalised(battle, 0), self.tokenizer, *self._encoding(max_length, truncation))
         return self._collate([features])
 
-    def _forward(self, model_inputs: dict[str, torch.Tensor], swap_tta: bool = False) -> dict[str, torch.Tensor]:
-        """A collated batch of B battles -> `probs` `(B, 3)`, `logits` `(B, 3)`, `rewards` `(B, 2)` (rank head)."""
+    def _forward(
+        self, model_inputs: dict[str, torch.Tensor], swap_tta: bool = False, style_control: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """A collated batch of B battles -> `probs` `(B, 3)`, `logits` `(B, 3)`, `rewards` `(B, 2)` (rank head) and,
+        with `style_control`, `style_controlled` `(B, 3)` (the content-only probabilities)."""
         inputs = {k: v for k, v in model_inputs.items() if k != "labels"}
         batch = inputs["input_ids_a"].shape[0]
         if swap_tta:  # both orders in one forward pass: rows B..2B-1 are the battles with A and B exchanged
@@ -153,18 +163,27 @@ class ArenaPreferencePipeline(Pipeline):
             self._runner.train(was_training)
         logits = output.logits.float()
         rewards = output.rewards.float() if output.rewards is not None else None
+        content = output.content_logits.float().softmax(-1) if style_control else None
         probs = logits.softmax(-1)
+        if not bool(torch.isfinite(probs).all()):
+            # Never a NaN labelled as a winner: the weights or config.json (e.g. its temperature) are broken.
+            raise ValueError(f"the model gave non-finite probabilities (config.temperature="
+                             f"{self.model.config.temperature}); its weights or config.json are broken")
         if swap_tta:
             swapped_back = probs[batch:][:, [1, 0, 2]]
             probs = (probs[:batch] + swapped_back) / 2
             logits = probs.log()
             if rewards is not None:
                 rewards = (rewards[:batch] + rewards[batch:].flip(-1)) / 2
-        return {"probs": probs, "logits": logits, "rewards": rewards}
+            if content is not None:
+                content = (content[:batch] + content[batch:][:, [1, 0, 2]]) / 2
+        return {"probs": probs, "logits": logits, "rewards": rewards, "style_controlled": content}
 
-    def postprocess(self, model_outputs: dict[str, torch.Tensor], return_logits: bool = False) -> dict[str, Any]:
+    def postprocess(
+        self, model_outputs: dict[str, torch.Tensor], return_logits: bool = False, style_control: bool = False
+    ) -> dict[str, Any]:
         """Outputs of a batch of one -> `{winner_model_a, winner_model_b, winner_tie, label[, reward_a, reward_b,
-        logits]}`."""
+        logits, style_controlled]}`."""
         labels = [self.model.config.id2label[i] for i in range(3)]
         probs = model_outputs["probs"][0].tolist()
         result: dict[str, Any] = dict(zip(labels, probs))
@@ -173,6 +192,8 @@ class ArenaPreferencePipeline(Pipeline):
             result["reward_a"], result["reward_b"] = model_outputs["rewards"][0].tolist()
         if return_logits:
             result["logits"] = model_outputs["logits"][0].tolist()
+        if style_control:
+            result["style_controlled"] = dict(zip(labels, model_outputs["style_controlled"][0].tolist()))
         return result
 
     @torch.inference_mode()
@@ -255,6 +276,21 @@ class ArenaPreferencePipeline(Pipeline):
         if not self.model.config.style_features:
             batch = {k: v for k, v in batch.items() if not k.startswith("style")}
         return batch
+
+
+_FLAG_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def flag(value: Any, name: str) -> bool:
+    """An on/off option: a bool, 0/1, or a word such as "true"/"no" (as configs and command lines give them).
+    Anything else is refused: `bool("no")` would be True."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _FLAG_WORDS:
+        return _FLAG_WORDS[value.strip().lower()]
+    raise ValueError(f"{name}={value!r}: expected True or False")
 
 
 def _normalised(battle: Any, index: int) -> dict[str, list[str]]:

@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hub_io import UserError, push, resolve_resume, save_repo, write_atomically
+from hub_io import UserError, claim_output_dir, push, resolve_resume, save_repo, write_atomically
 from recipe import is_trained, load_model_and_tokenizer, load_splits, tokenize
 from scoring import build_compute_metrics, calibrate, predict, probabilities
 from training_arguments import ArenaTrainingArguments, DataArguments, ModelArguments, parse_args
+from training_guard import DivergenceGuard
 
 logger = logging.getLogger("train")
 
@@ -47,6 +48,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
     datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
     resume = resolve_resume(training_args) if training_args.do_train else None
+    claim_output_dir(training_args.output_dir, resume=bool(resume), overwrite=training_args.overwrite_output_dir,
+                     model_name_or_path=model_args.model_name_or_path, is_main_process=is_main)
     # train.py pushes once, at the end, the whole repo; Trainer's own pushes (every save) stay off.
     wants_push, training_args.push_to_hub = training_args.push_to_hub, False
     output_dir = Path(training_args.output_dir)
@@ -76,6 +79,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
         model=model, args=training_args, train_dataset=tokenized.get("train"),
         eval_dataset=tokenized.get("validation"), processing_class=tokenizer,
         data_collator=ArenaCollator(pad_token_id=tokenizer.pad_token_id or 0), compute_metrics=compute_metrics,
+        callbacks=[DivergenceGuard(model)],
     )
     metrics: dict[str, float] = {}
     result: dict[str, Any] = {"trainer": trainer, "output_dir": output_dir, "metrics": metrics}

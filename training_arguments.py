@@ -142,6 +142,11 @@ class ArenaTrainingArguments(TrainingArguments):
         metadata={"help": "Where the model repo, results, plots and checkpoints go [default: out/arena-minilm for "
                           "the default encoder, else out/arena-<model name>]."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Remove what output_dir holds before this run writes to it (a run owns its output folder: "
+                          "without this, a folder holding another run's files is refused)."},
+    )
     resume_from_checkpoint: str | None = field(
         default=None,
         metadata={"help": "A checkpoint folder to resume from, or `latest` for the newest complete one in output_dir."},
@@ -174,11 +179,18 @@ class ArenaTrainingArguments(TrainingArguments):
                 self.ddp_backend = "gloo"
         super().__post_init__()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Trainer pickles the arguments into every checkpoint (training_args.bin): the token must not go with them.
+        # The live object keeps it for the push.
+        state = dict(self.__dict__)
+        state["hub_token"] = None
+        return state
+
 
 # What `--help` shows first: the project's own options and the defaults the recipe changes.
 PROJECT_HELP_CLASSES = (ModelArguments, DataArguments)
 CHANGED_DEFAULTS = [name for name in ArenaTrainingArguments.__annotations__
-                    if name not in ("output_dir", "resume_from_checkpoint")]
+                    if name not in ("output_dir", "overwrite_output_dir", "resume_from_checkpoint")]
 
 
 class ArenaArgumentParser(HfArgumentParser):
@@ -202,7 +214,7 @@ class ArenaArgumentParser(HfArgumentParser):
         sections.append(("ArenaTrainingArguments",
                          "Every transformers TrainingArguments option works; these are the ones the recipe changes "
                          "or that you will want first.",
-                         ["output_dir", *CHANGED_DEFAULTS, "seed", "bf16", "fp16", "resume_from_checkpoint",
+                         ["output_dir", "overwrite_output_dir", *CHANGED_DEFAULTS, "seed", "bf16", "fp16", "resume_from_checkpoint",
                           "push_to_hub", "hub_model_id"]))
         lines = ["usage: python train.py [CONFIG.yaml | OPTIONS]", "", self.description, ""]
         for title, about, names in sections:

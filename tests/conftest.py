@@ -21,7 +21,7 @@ SAMPLE_DATA = ROOT / "tests" / "data" / "arena_sample.csv"
 PROJECT_MODULES = (
     "configuration_arena", "modeling_arena", "encoding_arena", "pipeline_arena", "precision_arena", "backbones",
     "arena_dataset",
-    "arena_metrics", "train", "pooled_towers", "training_arguments", "recipe", "scoring", "hub_io",
+    "arena_metrics", "train", "pooled_towers", "training_arguments", "recipe", "scoring", "hub_io", "training_guard",
 )
 
 BATTLES = [

@@ -182,5 +182,87 @@ def test_style_features_count_markdown_and_paragraphs():
     assert counts["log_paragraphs"] == 3  # "\n\n", "\n \n" and "\n\n" again; a single newline is no paragraph
     markdown = ("log_headers", "log_list_items", "log_bold", "log_code_blocks")
     assert [counts[name] for name in markdown] == [1, 2, 1, 1]
-    assert features["is_empty"] == 0.0
-    assert style_features(["", "  "])[-1] == 1.0
+    assert features["is_empty"] == 1.0  # a side with an empty turn: an empty answer somewhere
+    assert dict(zip(STYLE_FEATURES, style_features([text])))["is_empty"] == 0.0
+    assert dict(zip(STYLE_FEATURES, style_features(["", "  "])))["is_empty"] == 1.0
+
+
+def test_style_features_flag_refusals_and_identical_answers():
+    from encoding_arena import STYLE_FEATURES, style_features
+
+    def flags(turns, other=None):
+        features = dict(zip(STYLE_FEATURES, style_features(turns, other)))
+        return features["is_refusal"], features["is_identical"]
+
+    assert flags(["I\u2019m sorry, but I can't help with that."]) == (1.0, 0.0)
+    assert flags(["Sure! Here is how.", "As an AI, I cannot browse."]) == (1.0, 0.0)  # any turn
+    assert flags(["Paris.\n" + "x " * 200 + "I'm sorry"]) == (0.0, 0.0)  # only a turn's opening counts
+    assert flags(["Paris"], ["Paris"]) == (0.0, 1.0) and flags(["Paris"], ["Paris."]) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("text", ["\n" * 40_000, " \n" * 40_000, "- a\n" * 40_000, "  " * 40_000 + "x",
+                                  "**a " * 40_000, "#" * 40_000 + "\n" + "1" * 40_000])
+def test_style_features_take_linear_time(text):
+    import time
+
+    from encoding_arena import style_features
+
+    start = time.perf_counter()
+    style_features([text])
+    assert time.perf_counter() - start < 1.0  # patterns spanning lines took minutes on the first of these
+
+
+# --- the token budget bounds the cost ----------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(st.sampled_from(["the", "answer", "über", "😀", "**bold**", "## h", "x" * 120, "1.", "-", "\n",
+                                        "\n\n", "  ", "\t", "f(x):", "日本語", "a,b;c"]), min_size=1, max_size=1500),
+       joiners=st.lists(st.sampled_from([" ", "", "\n"]), min_size=1, max_size=7), budget=st.integers(4, 120))
+def test_tokenize_within_gives_the_whole_texts_tokens_at_the_kept_end(tiny_tokenizer, pieces, joiners, budget):
+    """What truncation reads is what tokenizing the whole text gives: all tokens of a text that fits the budget,
+    else at least budget + 1 tokens, a prefix (head) or a suffix (tail) of the whole text's tokens."""
+    from encoding_arena import tokenize_within
+
+    text = "".join(piece + joiners[i % len(joiners)] for i, piece in enumerate(pieces))
+    full = tiny_tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    head, tail = tokenize_within(tiny_tokenizer, [text, text], ["head", "tail"], budget)
+    if len(full) <= budget:
+        assert head == full == tail
+    else:
+        assert len(head) > budget and head == full[: len(head)]
+        assert len(tail) > budget and tail == full[len(full) - len(tail) :]
+
+
+COST_PROBE = """
+import sys, time
+sys.path.insert(0, {root!r})
+from backbones import tiny_deberta_tokenizer
+from encoding_arena import encode_battle
+tokenizer = tiny_deberta_tokenizer()
+encode_battle({{"prompt": "warm up", "response_a": "a", "response_b": "b"}}, tokenizer, 64)
+response = {response}
+started = time.perf_counter()
+encode_battle({{"prompt": "Summarise.", "response_a": response, "response_b": "Fine."}}, tokenizer, 64)
+seconds = time.perf_counter() - started
+rss = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(("VmHWM", "VmRSS"))]
+print(seconds, rss[0] - rss[1])
+"""
+
+
+@pytest.mark.parametrize("response, max_seconds, max_extra_mb", [
+    ('"word " * 5_000_000', 20, 400),   # 25 MB: was 56 s and 5.5 GB peak, the whole text tokenized before the cut
+    ('"\\n" * 40_000', 5, 100),         # was 33 s: a style-feature pattern quadratic in the number of lines
+])
+def test_one_battle_costs_what_its_token_budget_implies(response, max_seconds, max_extra_mb):
+    """Generous bounds (a busy 2-core runner), far below what the unbounded code took; the peak memory is the
+    process's high-water mark above its resident size after the battle (the text itself stays resident)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = subprocess.run([sys.executable, "-c", COST_PROBE.format(root=str(ROOT), response=response)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.split()
+    seconds, extra_kb = float(out[0]), int(out[1])
+    assert seconds < max_seconds and extra_kb / 1024 < max_extra_mb, (seconds, extra_kb)

@@ -390,3 +390,86 @@ def test_a_hub_that_never_answers_ends_the_push_with_the_timeout_named(tmp_path,
     with pytest.raises(hub_io.UserError, match=r"^--push_to_hub user/x: the upload failed after huggingface_hub's "
                                               r"retries \(ReadTimeout: timed out\); .*out is complete and unchanged"):
         hub_io.push(tmp_path / "out", args)
+
+
+def test_the_hub_token_never_reaches_the_disk(tmp_path):
+    """--hub_token stays in memory: Trainer pickles its arguments into every checkpoint (training_args.bin), and no
+    file of the output folder may carry the token."""
+    out = tmp_path / "out"
+    train.main(["--model_name_or_path", "embedded:tiny-deberta", "--max_length", "32", "--train_file",
+                str(EXAMPLES / "train.jsonl"), "--do_train", "--eval_strategy", "no", "--max_steps", "2",
+                "--save_steps", "1", "--disable_tqdm", "true", "--hub_token", "hf_NotARealTokenButSecret",
+                "--output_dir", str(out)])
+    files = [path for path in out.rglob("*") if path.is_file()]
+    assert any(path.name == "training_args.bin" for path in files)
+    assert not [path for path in files if b"hf_NotARealTokenButSecret" in path.read_bytes()]
+
+
+# --- a diverged model is never saved, predicted or served ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("learning_rate", ["1e38", "1e9"])
+def test_a_diverged_run_stops_with_a_clear_line_and_saves_nothing(tmp_path, capsys, learning_rate):
+    """lr 1e38 makes NaN weights, lr 1e9 losses in the billions: either stops the run before it saves or predicts."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--model_name_or_path", "embedded:tiny-deberta", "--max_length", "32", "--train_file",
+                    str(EXAMPLES / "train.jsonl"), "--test_file", str(EXAMPLES / "test.csv"), "--do_train",
+                    "--do_eval", "false", "--do_predict", "--learning_rate", learning_rate, "--logging_steps", "1",
+                    "--disable_tqdm", "true", "--output_dir", str(out)])
+    assert exit_info.value.code == 1
+    assert re.search(r"^train\.py: error: training diverged at step \d+: ", last_line(capsys.readouterr().err))
+    assert not (out / "model.safetensors").exists() and not (out / "predictions.csv").exists()
+
+
+def test_save_repo_refuses_non_finite_weights(tiny_model, tiny_tokenizer, tmp_path):
+    with torch.no_grad():
+        tiny_model.encoder.get_input_embeddings().weight[3, 0] = float("nan")
+    with pytest.raises(hub_io.UserError, match="non-finite weights"):
+        hub_io.save_repo(tiny_model, tiny_tokenizer, tmp_path / "repo")
+    assert not (tmp_path / "repo" / "config.json").exists()
+
+
+def test_a_config_temperature_that_overflows_is_an_error_not_a_nan_winner(uninterrupted, tmp_path):
+    from transformers import pipeline
+
+    folder = tmp_path / "model"
+    shutil.copytree(uninterrupted, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "temperature": 1e-45}))
+    judge = pipeline("arena-preference", model=str(folder), trust_remote_code=True)
+    with pytest.raises(ValueError, match="non-finite probabilities"):
+        judge({"prompt": "q", "response_a": "a long answer " * 5, "response_b": "b"})
+
+
+# --- an output folder holds one run's results ----------------------------------------------------------------------
+
+
+def test_a_run_owns_its_output_folder(uninterrupted, tmp_path, capsys):
+    """A folder holding another run is refused (no old predictions beside new weights), also for a prediction run
+    with no model named; --overwrite_output_dir empties it first; predicting with a model into its own folder and
+    resuming a run are the run's own business."""
+    folder = tmp_path / "model"
+    shutil.copytree(uninterrupted, folder)
+    (folder / "predictions.csv").write_text("id,winner_model_a,winner_model_b,winner_tie\n1,1,0,0\n")
+    retrain = ["--model_name_or_path", "embedded:tiny-deberta", "--max_length", "32", "--train_file",
+               str(EXAMPLES / "train.jsonl"), "--do_train", "--eval_strategy", "no", "--max_steps", "1",
+               "--disable_tqdm", "true", "--output_dir", str(folder)]
+    for argv in (retrain, ["--do_predict", "--test_file", str(EXAMPLES / "test.csv"), "--output_dir", str(folder)]):
+        with pytest.raises(SystemExit):
+            train.main(argv)
+        assert "already holds another run's files" in last_line(capsys.readouterr().err)
+    train.main([*retrain, "--overwrite_output_dir"])
+    assert not (folder / "predictions.csv").exists()
+    assert [p.name for p in folder.glob("checkpoint-*")] == ["checkpoint-1"]  # the old run's 4..24 are gone
+    train.main(["--model_name_or_path", str(folder), "--do_predict", "--test_file", str(EXAMPLES / "test.csv"),
+                "--output_dir", str(folder)])
+    assert (folder / "predictions.csv").is_file()
+
+
+def test_a_staging_folder_left_by_a_killed_save_is_removed_by_the_next_save(tiny_model, tiny_tokenizer, tmp_path):
+    stale = tmp_path / ".repo.saving-abc123"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    hub_io.save_repo(tiny_model, tiny_tokenizer, tmp_path / "repo")
+    assert not stale.exists() and [p.name for p in tmp_path.iterdir()] == ["repo"]

@@ -36,8 +36,8 @@ def _swapped(battle):
 def judge(tiny_model, tiny_tokenizer):
     generator = torch.Generator().manual_seed(0)  # its own: the global RNG's state depends on the tests before
     with torch.no_grad():  # a classifier far from uniform, so A/B differences show
-        tiny_model.classifier.weight.normal_(std=1.0, generator=generator)
-        tiny_model.style_classifier.weight.normal_(std=1.0, generator=generator)
+        for weight in tiny_model.classifier.parameters():
+            weight.normal_(std=1.0, generator=generator)
     return ArenaPreferencePipeline(model=tiny_model.eval(), tokenizer=tiny_tokenizer)
 
 
@@ -128,10 +128,11 @@ def test_a_stream_is_read_one_window_at_a_time(judge):
     assert len(list(results)) == 69 and len(taken) == 70
 
 
-def test_swap_tta_is_symmetric_in_a_and_b_with_the_classify_head(judge):
+def test_the_classify_head_is_symmetric_in_a_and_b_with_and_without_swap_tta(judge):
     battle = BATTLES[2]
     plain, plain_swapped = judge(battle), judge(_swapped(battle))
-    assert abs(plain["winner_model_a"] - plain_swapped["winner_model_b"]) > 1e-3  # the head alone is not symmetric
+    assert abs(plain["winner_model_a"] - plain["winner_model_b"]) > 1e-3
+    assert plain["winner_model_a"] == pytest.approx(plain_swapped["winner_model_b"], abs=1e-6)  # by construction
     tta, tta_swapped = judge(battle, swap_tta=True), judge(_swapped(battle), swap_tta=True)
     assert tta["winner_model_a"] == pytest.approx(tta_swapped["winner_model_b"], abs=1e-6)
     assert tta["winner_model_b"] == pytest.approx(tta_swapped["winner_model_a"], abs=1e-6)
@@ -288,3 +289,33 @@ def test_training_and_serving_read_a_raw_battle_the_same_way(tmp_path, judge):
     served = judge(raw, batch_size=2)
     trained = judge([{key: row[key] for key in BATTLE_KEYS} for row in loaded], batch_size=2)
     assert [_probs(r) for r in served] == [_probs(r) for r in trained]
+
+
+@pytest.mark.parametrize("word, expected", [("no", False), ("false", False), ("0", False), ("yes", True), (1, True)])
+def test_on_off_options_read_words_as_they_mean(judge, word, expected):
+    battle = BATTLES[2]
+    assert judge(battle, swap_tta=word) == judge(battle, swap_tta=expected)
+    assert ("logits" in judge(battle, return_logits=word)) is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, None.__class__, [True]])
+def test_on_off_options_refuse_other_values(judge, value):
+    with pytest.raises(ValueError, match="swap_tta=.*expected True or False"):
+        judge(BATTLES[0], swap_tta=value)
+
+
+def test_style_control_adds_the_content_only_probabilities(judge):
+    battle = BATTLES[2]  # a plain answer against a markdown one: the style terms differ
+    plain = judge(battle)
+    result = judge(battle, style_control=True)
+    controlled = result["style_controlled"]
+    assert set(controlled) == set(PROBS) and sum(controlled.values()) == pytest.approx(1.0, abs=1e-5)
+    assert _probs(plain) == pytest.approx(_probs(result), abs=1e-6) and "style_controlled" not in plain
+    assert [controlled[k] for k in PROBS] != pytest.approx(_probs(result), abs=1e-3)
+    # symmetric too: exchanging A and B exchanges the style-controlled P(A) and P(B)
+    swapped = judge(_swapped(battle), style_control=True)["style_controlled"]
+    assert [swapped[k] for k in ("winner_model_b", "winner_model_a", "winner_tie")] == pytest.approx(
+        [controlled[k] for k in PROBS], abs=1e-6)
+    batched = judge([battle, BATTLES[0]], batch_size=2, style_control=True, swap_tta=True)
+    assert [batched[0]["style_controlled"][k] for k in PROBS] == pytest.approx([controlled[k] for k in PROBS],
+                                                                              abs=1e-5)
