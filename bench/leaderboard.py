@@ -205,7 +205,7 @@ def render(report: dict) -> str:
                   f"Six models with ratings {', '.join(f'{t:.0f}' for t in s['true_ratings'])} (nu {s['nu']}); each "
                   f"simulation has {s['prompts']} prompts × 15 pairs = {s['battles']} votes drawn from Davidson; "
                   f"{s['simulations']} simulations, {s['bootstrap']} bootstrap resamples of prompts each.", "",
-                  f"- order exactly right: {s['order_right']:.0%} of simulations",
+                  f"- order exactly right: {s['order_right']:.1%} of simulations",
                   f"- 95% interval covers the true rating: {s['coverage_95']:.1%} of (simulation, model) cases",
                   f"- rating RMSE {s['rmse']:.1f}, mean interval width {s['mean_ci_width']:.1f}", ""]
     if "memory" in report:
