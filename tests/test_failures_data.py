@@ -893,7 +893,7 @@ def test_a_lone_surrogate_escape_is_named_not_a_crash_when_arrow_writes(tmp_path
     """'\\ud800' is valid JSON syntax but no character: Arrow cannot store it as UTF-8."""
     path = tmp_path / "surrogate.jsonl"
     path.write_text(json.dumps(labelled(1)) + "\n"
-                    + json.dumps(labelled(2, prompt=["p", "q"], response_a=["a", "b"], response_b=["ok", "half \ud83d"]))
+                    + json.dumps(labelled(2, prompt=["p", "q"], response_a=["a", "b"], response_b=["", "half \ud83d"]))
                     + "\n")
     assert "\\ud83d" in path.read_text()  # json.dumps escaped it: the file itself is plain ASCII
     with pytest.raises(InvalidBattleError, match=r"surrogate\.jsonl, line 2 \(id 2\), field 'response_b\[1\]': "
