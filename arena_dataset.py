@@ -238,12 +238,11 @@ def _csv_records(path: str, text: str) -> tuple[list[str], Iterator[tuple[str, d
         header = next(reader, None)
     except csv.Error as err:
         raise InvalidBattleError(f"{path}, line 1: unreadable CSV header ({err})", "unparseable CSV") from None
+    if header == ["sep="] or header == ["sep=", ""]:  # Excel's "sep=," line names the comma: skip it
+        header = next(reader, None)
     if header is None:
         raise InvalidBattleError(f"{path}: the file is empty; expected a CSV header and rows", "empty file")
-    duplicates = sorted(c for c, n in Counter(header).items() if n > 1)
-    if duplicates:
-        raise InvalidBattleError(f"{path}, line 1: duplicate column(s) {_names(duplicates)} in the header; expected "
-                                 "each column once (which one holds the data?)", "duplicate column")
+    _check_header(path, header, reader.line_num)
 
     def records() -> Iterator[tuple[str, dict]]:
         start = reader.line_num + 1
@@ -269,6 +268,21 @@ def _csv_records(path: str, text: str) -> tuple[list[str], Iterator[tuple[str, d
             start = reader.line_num + 1
 
     return header, records()
+
+
+def _check_header(path: str, header: list[str], line: int) -> None:
+    """A header read as one column because the file uses another separator, or with a column twice: named."""
+    if len(header) == 1:
+        separator = next((name for mark, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe"))
+                          if mark in header[0]), None)
+        if separator or header[0].startswith("sep="):
+            raise InvalidBattleError(
+                f"{path}, line {line}: one column {_shorten(header[0])}; expected comma-separated columns (this "
+                f"file looks {separator or 'other'}-separated: save it as CSV with commas)", "wrong separator")
+    duplicates = sorted(c for c, n in Counter(header).items() if n > 1)
+    if duplicates:
+        raise InvalidBattleError(f"{path}, line {line}: duplicate column(s) {_names(duplicates)} in the header; "
+                                 "expected each column once (which one holds the data?)", "duplicate column")
 
 
 def _parse_json(text: str) -> Any:
@@ -701,9 +715,11 @@ class ArenaBuilder(datasets.GeneratorBasedBuilder):
 
 def _local_files(source: str | os.PathLike | Sequence[str | os.PathLike], split: str) -> list[str] | None:
     """The files of `split` for a local source, or None when `source` is not local (a Hub id)."""
+    # "~" as a shell would expand it: paths from a YAML config or Python code reach here unexpanded.
     if isinstance(source, (list, tuple)):
-        files = [str(Path(f).absolute()) for f in source]
+        files = [str(Path(f).expanduser().absolute()) for f in source]
     else:
+        source = os.path.expanduser(source) if str(source).startswith("~") else source
         mode = _mode(str(source))
         if mode is not None and stat.S_ISDIR(mode):
             path = Path(source)

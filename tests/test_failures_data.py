@@ -919,3 +919,58 @@ def test_a_conversation_message_with_a_number_for_content_is_named(tmp_path, loa
     with pytest.raises(InvalidBattleError, match=r"conv\.jsonl, line 1 \(id 1\), field 'conversation_a\[1\]\.content':"
                                                  r" expected a string, got 42"):
         load(path)
+
+
+def test_excel_sep_line_is_skipped_and_another_separator_is_named(tmp_path, load):
+    header = "id,prompt,response_a,response_b,winner"
+    excel = tmp_path / "excel.csv"
+    excel.write_text("sep=,\r\n" + header + "\r\n1,p,a,b,tie\r\n3,p,a,b,model_c\r\n")
+    with pytest.raises(InvalidBattleError, match=r"excel\.csv, line 4 \(id 3\), field 'winner'"):
+        load(excel)  # the sep= line is skipped, and line numbers still count it
+    for name, separator, word in (("semicolon.csv", ";", "semicolon"), ("tabs.csv", "\t", "tab")):
+        path = tmp_path / name
+        path.write_text(header.replace(",", separator) + "\n" + "1;p;a;b;tie".replace(";", separator) + "\n")
+        with pytest.raises(InvalidBattleError, match=rf"{name.replace('.', '[.]')}, line 1: one column 'id"
+                                                     rf"{re.escape(repr(separator)[1:-1])}prompt.*; expected "
+                                                     rf"comma-separated columns \(this file looks {word}-separated"):
+            load(path)
+    (tmp_path / "excel_semicolon.csv").write_text("sep=;\n" + header.replace(",", ";") + "\n")
+    with pytest.raises(InvalidBattleError, match=r"excel_semicolon\.csv, line 1: one column 'sep=;'"):
+        load(tmp_path / "excel_semicolon.csv")
+
+
+def test_a_home_relative_path_is_expanded(tmp_path, load, monkeypatch):
+    """A path from a YAML config or Python code is not expanded by a shell."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_jsonl(tmp_path / "home.jsonl", [labelled(1)])
+    assert load("~/home.jsonl")["id"] == [1]
+    assert load(["~/home.jsonl"])["id"] == [1]
+
+
+def _load_in_child(path: str, cache: str, queue) -> None:
+    try:
+        ds = load_arena(path, cache_dir=cache)
+        queue.put([list(ds["id"]), list(ds["label"])])
+    except BaseException as err:  # noqa: BLE001 - reported to the parent
+        queue.put(repr(err))
+
+
+def test_two_processes_loading_one_file_into_one_cache_get_the_same_rows(tmp_path):
+    """Two jobs started together (two ranks, two users of a shared cache): datasets' locks and the content key
+    give both the whole file. Forked, so the children start without importing torch again (seconds, not 30)."""
+    import multiprocessing
+
+    path = write_jsonl(tmp_path / "shared.jsonl", [labelled(i, ("model_a", "model_b", "tie")[i % 3])
+                                                   for i in range(300)])
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    jobs = [context.Process(target=_load_in_child, args=(str(path), str(tmp_path / "cache"), queue))
+            for _ in range(2)]
+    for job in jobs:
+        job.start()
+    results = [queue.get(timeout=120) for _ in jobs]
+    for job in jobs:
+        job.join(timeout=60)
+    expected = [list(range(300)), [i % 3 for i in range(300)]]
+    assert results == [expected, expected]
+    assert [job.exitcode for job in jobs] == [0, 0]
