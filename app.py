@@ -53,7 +53,8 @@ EXAMPLES = [
 def split_turns(text: str) -> list[str]:
     """'turn 1\\n---\\nturn 2' -> ['turn 1', 'turn 2']: a line holding only `---` ends a turn."""
     turns, lines = [], []
-    for line in (text or "").splitlines():
+    # split("\n"), not splitlines(): pasted text may hold U+2028, U+0085 or form feeds inside a turn.
+    for line in (text or "").replace("\r\n", "\n").split("\n"):
         if line.strip() == TURN_SEPARATOR:
             turns.append("\n".join(lines).strip())
             lines = []

@@ -65,7 +65,10 @@ class BattleFieldError(ValueError):
 def loads_json(text: str) -> Any:
     """The one JSON rule for battle cells: `strict=False`, so a raw newline or tab inside a string (what many CSV
     writers and hand edits produce) is read as that character rather than refused."""
-    return json.loads(text, strict=False)
+    try:
+        return json.loads(text, strict=False)
+    except RecursionError:  # "[[[[..." nested past Python's recursion limit: bad JSON, not a crash
+        raise json.JSONDecodeError("JSON nested too deeply", text, 0) from None
 
 
 def as_turns(value: Any, field: str, json_lists: bool | None = None) -> list[str]:

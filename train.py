@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hub_io import UserError, claim_output_dir, push, resolve_resume, save_repo, write_atomically
-from recipe import is_trained, load_model_and_tokenizer, load_splits, tokenize
+from recipe import is_trained, load_model_and_tokenizer, load_splits, tokenize, trainer_class
 from scoring import build_compute_metrics, calibrate, predict, probabilities
 from training_arguments import ArenaTrainingArguments, DataArguments, ModelArguments, parse_args
 from training_guard import DivergenceGuard
@@ -36,7 +36,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
     import datasets
     import torch
     import transformers
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     import training_report
     from encoding_arena import ArenaCollator
@@ -45,6 +45,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO if is_main else logging.WARNING, force=True)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    transformers.utils.logging.disable_progress_bar()  # its bars ("Writing model shards" at every save) are noise
     datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
     resume = resolve_resume(training_args) if training_args.do_train else None
@@ -75,7 +76,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
     if training_args.eval_strategy != "no" and "validation" not in tokenized:
         training_args.eval_strategy = "no"  # nothing to evaluate on during training
 
-    trainer = Trainer(
+    trainer = trainer_class(model_args.freeze_encoder)(  # frozen encoder: checkpoints hold the head only
         model=model, args=training_args, train_dataset=tokenized.get("train"),
         eval_dataset=tokenized.get("validation"), processing_class=tokenizer,
         data_collator=ArenaCollator(pad_token_id=tokenizer.pad_token_id or 0), compute_metrics=compute_metrics,
@@ -89,6 +90,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
                     len(tokenized["validation"]) if "validation" in tokenized else "none")
         train_output = trainer.train(resume_from_checkpoint=resume)
         train_metrics = {**train_output.metrics, "train_samples": len(tokenized["train"])}
+        train_metrics.pop("total_flos", None)  # Trainer cannot count an ArenaModel's FLOPs: it would print 0GF
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
@@ -117,6 +119,12 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
             training_report.plot_training_curve(trainer.state.log_history, output_dir / "training_curve.png")
             card = training_report.model_card(model_args, data_args, training_args, trainer.model.config, metrics)
             write_atomically(output_dir / "README.md", lambda temp: card.save(temp))
+        if model_args.space_dir and (output_dir / "config.json").is_file():
+            from app import write_space
+
+            write_space(output_dir, model_args.space_dir)
+            logger.info("wrote a Gradio Space for %s to %s (publish it: docs/demo.md)", output_dir,
+                        model_args.space_dir)
         if training_args.do_predict:
             # Under --bf16/--fp16 accelerate wraps forward in autocast; the pipeline gets the plain model and
             # predicts in the model's own precision.

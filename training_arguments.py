@@ -68,6 +68,11 @@ class ModelArguments:
                           "head on them. false: fine-tune the whole encoder (see examples/finetune.yaml for that "
                           "recipe's values; for a GPU and tens of thousands of battles)."},
     )
+    space_dir: str | None = field(
+        default=None,
+        metadata={"help": "Also write a Hugging Face Space (a Gradio demo of the trained model, app.py) into this "
+                          "folder; needs the demo extra. Publish it with upload_folder(..., repo_type='space')."},
+    )
     calibrate: bool = field(
         default=False,
         metadata={"help": "After training, fit a temperature on the validation battles, store it in config.json and "
@@ -107,7 +112,7 @@ class DataArguments:
     )
 
 
-@dataclass
+@dataclass(repr=False)  # keep TrainingArguments' __repr__, which hides the hub token
 class ArenaTrainingArguments(TrainingArguments):
     r"""`TrainingArguments` for the arena recipe. Every `TrainingArguments` option works as documented there.
 

@@ -488,3 +488,12 @@ def test_length_grouping_groups_battles_by_their_longer_tower(freeze, data, tmp_
         lengths = [max(len(a), len(b)) for a, b in zip(trainer.train_dataset["input_ids_a"],
                                                         trainer.train_dataset["input_ids_b"])]
         assert sampler.lengths == lengths
+
+
+def test_space_dir_writes_a_gradio_space_of_the_trained_model(data, tmp_path):
+    train.main([*TINY, *files_args(data), "--do_train", "--eval_strategy", "no", "--max_steps", "1",
+                "--output_dir", str(tmp_path / "out"), "--space_dir", str(tmp_path / "space")])
+    space = tmp_path / "space"
+    header = (space / "README.md").read_text().split("---")[1]
+    assert "sdk: gradio" in header and "app_file: app.py" in header
+    assert (space / "app.py").is_file() and (space / "requirements.txt").is_file()
