@@ -49,7 +49,8 @@ class ArenaConfig(PretrainedConfig):
             Configuration of the shared encoder (any architecture `AutoModel` knows). A dict must carry
             `model_type`. Defaults to the DeBERTa-v3-base architecture.
         head (`str`, *optional*, defaults to `"classify"`):
-            `"classify"`: concat(pooled A, pooled B) -> Linear(2H -> 3), trained with cross-entropy.
+            `"classify"`: A logit f(a, b), B logit f(b, a), tie logit from symmetric terms (see
+            `modeling_arena.ArenaClassifyHead`), trained with cross-entropy.
             `"rank"`: Linear(H -> 1) per tower gives a reward; the three probabilities come from the reward gap.
         rank_loss (`str`, *optional*, defaults to `"davidson"`):
             With the rank head. `"davidson"`: softmax([d/2, -d/2, log nu]) with d = r_A - r_B and a learned
@@ -59,7 +60,14 @@ class ArenaConfig(PretrainedConfig):
         truncation (`str`, *optional*, defaults to `"latest_turns"`): how a long conversation is cut to
             `max_length` (see `encoding_arena.encode_battles`).
         style_features (`bool`, *optional*, defaults to `True`): feed response style features (length, markdown,
-            turn count; see `encoding_arena.STYLE_FEATURES`) to the head beside the pooled embeddings.
+            empty answers, refusals; see `encoding_arena.STYLE_FEATURES`) to the head beside the pooled
+            embeddings. With the classify head they enter the logits additively, so the model can also give a
+            style-controlled prediction (`ArenaOutput.content_logits`).
+        position_bias (`bool`, *optional*, defaults to `False`): with the classify head, learn a prior for the
+            answer shown first (+p on the A logit, -p on the B logit). Off, the model is symmetric in A and B by
+            construction: P(A wins | a, b) = P(B wins | b, a). Turn it on only for data whose A/B order itself
+            carries information you want predicted (e.g. a judge who saw the answers in this order and favours
+            one position).
         temperature (`float`, *optional*, defaults to 1.0): logits are divided by it (calibration fitted after
             training).
         classifier_dropout (`float`, *optional*, defaults to 0.0): dropout on the pooled embeddings.
@@ -84,6 +92,7 @@ class ArenaConfig(PretrainedConfig):
     max_length: int = 1024
     truncation: str = "latest_turns"
     style_features: bool = True
+    position_bias: bool = False
     temperature: float = 1.0
     classifier_dropout: float = 0.0
 
@@ -96,6 +105,7 @@ class ArenaConfig(PretrainedConfig):
         max_length: int = 1024,
         truncation: str = "latest_turns",
         style_features: bool = True,
+        position_bias: bool = False,
         temperature: float = 1.0,
         classifier_dropout: float = 0.0,
         **kwargs: Any,
@@ -127,6 +137,7 @@ class ArenaConfig(PretrainedConfig):
         self.max_length = int(max_length)
         self.truncation = truncation
         self.style_features = bool(style_features)
+        self.position_bias = bool(position_bias)
         self.temperature = float(temperature)
         self.classifier_dropout = float(classifier_dropout)
 

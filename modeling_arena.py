@@ -35,10 +35,9 @@ class ArenaOutput(ModelOutput):
         logits (`torch.FloatTensor` of shape `(batch_size, 3)`): softmax gives P(winner_model_a),
             P(winner_model_b), P(winner_tie) (already divided by `config.temperature`).
         rewards (`torch.FloatTensor` of shape `(batch_size, 2)`, *optional*): r_A, r_B with the rank head.
-        content_logits (`torch.FloatTensor` of shape `(batch_size, 3)`, *optional*): `logits` without the style
-            terms' contribution (what the model thinks of the content alone, style held equal: "style control").
-            With the classify head and `config.style_features`; equal to `logits` when the two sides' style is
-            the same.
+        content_logits (`torch.FloatTensor` of shape `(batch_size, 3)`): `logits` without the style terms'
+            contribution: what the model thinks of the content alone, style held equal ("style control" in the
+            Chatbot Arena sense). Equal to `logits` for a model without style features.
     """
 
     loss: torch.FloatTensor | None = None
@@ -156,13 +155,17 @@ class ArenaPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         # The heads only: the encoder is a PreTrainedModel and initialises itself.
         if isinstance(module, ArenaModel):
-            for linear, std in ((module.classifier, 0.02), (module.reward_head, 0.02),
-                                (module.style_classifier, 0.0), (module.style_reward, 0.0)):
+            head = module.classifier
+            content = (head.content, head.content_tie) if head is not None else ()
+            style = (head.style, head.style_tie) if head is not None else ()
+            # content weights as the seed's head, Normal(0, 0.02); style terms start at 0 (no style effect)
+            for linear, std in ((*((c, 0.02) for c in content), (module.reward_head, 0.02),
+                                 *((s, 0.0) for s in style), (module.style_reward, 0.0))):
                 if linear is not None:
                     nn.init.normal_(linear.weight, mean=0.0, std=std) if std else nn.init.zeros_(linear.weight)
                     if linear.bias is not None:
                         nn.init.zeros_(linear.bias)
-            for param in (module.log_nu, module.log_scale):
+            for param in (module.log_nu, module.log_scale, head.position if head is not None else None):
                 if param is not None:
                     nn.init.zeros_(param)
 
@@ -171,7 +174,8 @@ class ArenaModel(ArenaPreTrainedModel):
     """Dual tower: the shared encoder reads (prompt + response A) and (prompt + response B), pools each, and the
     head compares them.
 
-    - classify: concat(pooled A, pooled B) -> Linear(2H -> 3) [+ Linear(2F -> 3) on the style features].
+    - classify: `ArenaClassifyHead`, symmetric in A and B: A-logit f(a, b), B-logit f(b, a), a tie logit from
+      symmetric terms, content and style terms added (the content terms alone are the style-controlled output).
     - rank: Linear(H -> 1) per tower [+ Linear(F -> 1) on its style features] -> rewards r_A, r_B; the three
       probabilities are `davidson_logits(r_A - r_B)`.
     """
@@ -183,18 +187,22 @@ class ArenaModel(ArenaPreTrainedModel):
         hidden = config.encoder_config.hidden_size
         n_style = len(STYLE_FEATURES) if config.style_features else 0
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = self.style_classifier = None
+        self.classifier = None
         self.reward_head = self.style_reward = None
         self.log_nu = self.log_scale = None
         if config.head == "classify":
-            self.classifier = nn.Linear(2 * hidden, 3)
-            if n_style:
-                self.style_classifier = nn.Linear(2 * n_style, 3)
+            n_counts = sum(name.startswith("log_") for name in STYLE_FEATURES) if n_style else 0
+            self.classifier = ArenaClassifyHead(hidden, n_counts, n_style - n_counts, config.position_bias)
         else:
+            if config.position_bias:
+                raise ValueError("ArenaConfig: position_bias is a term of the classify head; the rank head has none")
             # No bias: only r_A - r_B reaches the loss, so a bias would get no gradient.
             self.reward_head = nn.Linear(hidden, 1, bias=False)
+            # A reward belongs to one response: battle-level signals (identical answers) stay out of it, so a
+            # response scored alone (the pipeline's score_responses) gets the reward it gets in a battle.
+            self._reward_style_columns = [i for i, name in enumerate(STYLE_FEATURES) if name != "is_identical"]
             if n_style:
-                self.style_reward = nn.Linear(n_style, 1, bias=False)
+                self.style_reward = nn.Linear(len(self._reward_style_columns), 1, bias=False)
             self.log_nu = nn.Parameter(torch.zeros(()))
             if config.rank_loss == "mse":
                 # maps the regressed gap (targets +-1) to probabilities; trained by log loss on a detached gap.
@@ -238,7 +246,8 @@ class ArenaModel(ArenaPreTrainedModel):
     def _rewards(self, pooled: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
         out = self.reward_head(pooled).squeeze(-1)
         if self.style_reward is not None:
-            out = out + self.style_reward(self._check_style(style, "style").to(out.dtype)).squeeze(-1)
+            style = self._check_style(style, "style")[:, self._reward_style_columns]
+            out = out + self.style_reward(style.to(out.dtype)).squeeze(-1)
         return out
 
     def _check_style(self, style: torch.Tensor | None, name: str) -> torch.Tensor:
@@ -283,12 +292,13 @@ class ArenaModel(ArenaPreTrainedModel):
                              "(or pooled_a and pooled_b)")
         else:
             pooled_a, pooled_b = self.encode_towers(input_ids_a, attention_mask_a, input_ids_b, attention_mask_b)
-        logits, rewards = self.compare(self.dropout(pooled_a), self.dropout(pooled_b), style_a, style_b)
+        logits, rewards, content_logits = self.compare(self.dropout(pooled_a), self.dropout(pooled_b), style_a,
+                                                       style_b)
 
         loss = None if labels is None else self.loss(logits, labels, rewards)
         if return_dict is False:
-            return tuple(v for v in (loss, logits, rewards) if v is not None)
-        return ArenaOutput(loss=loss, logits=logits, rewards=rewards)
+            return tuple(v for v in (loss, logits, rewards, content_logits) if v is not None)
+        return ArenaOutput(loss=loss, logits=logits, rewards=rewards, content_logits=content_logits)
 
     def encode_towers(
         self,
@@ -311,23 +321,29 @@ class ArenaModel(ArenaPreTrainedModel):
         pooled_b: torch.Tensor,
         style_a: torch.Tensor | None = None,
         style_b: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The head: `(B, H)` pooled towers (and `(B, F)` style features) -> `(B, 3)` logits (divided by the
-        temperature) and `(B, 2)` rewards with the rank head (else None)."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The head: `(B, H)` pooled towers (and `(B, F)` style features) -> `(B, 3)` logits, `(B, 2)` rewards with
+        the rank head (else None) and `(B, 3)` content logits (the logits without the style terms; the logits
+        themselves when the model has no style features). Logits are divided by the temperature."""
         rewards = None
         if self.classifier is not None:
-            logits = self.classifier(torch.cat([pooled_a, pooled_b], dim=-1))
-            if self.style_classifier is not None:
-                style = torch.cat([self._check_style(style_a, "style_a"), self._check_style(style_b, "style_b")], -1)
-                logits = logits + self.style_classifier(style.to(logits.dtype))
+            if self.classifier.style is not None:
+                style_a, style_b = self._check_style(style_a, "style_a"), self._check_style(style_b, "style_b")
+            logits, content = self.classifier(pooled_a, pooled_b, style_a, style_b)
         else:
             rewards = torch.stack([self._rewards(pooled_a, style_a), self._rewards(pooled_b, style_b)], dim=-1)
-            gap = rewards[:, 0] - rewards[:, 1]
-            if self.config.rank_loss == "mse":
-                logits = davidson_logits(gap.detach() * self.log_scale.exp(), self.log_nu)
-            else:
-                logits = davidson_logits(gap, self.log_nu)
-        return logits.float() / self.config.temperature, rewards
+            # the style reward is additive too: the content-only gap is the reward heads' alone
+            content_gap = (self.reward_head(pooled_a) - self.reward_head(pooled_b)).squeeze(-1)
+            logits, content = (self._rank_logits(gap) for gap in (rewards[:, 0] - rewards[:, 1], content_gap))
+        if content is None:
+            content = logits
+        temperature = self.config.temperature
+        return logits.float() / temperature, rewards, content.float() / temperature
+
+    def _rank_logits(self, gap: torch.Tensor) -> torch.Tensor:
+        if self.config.rank_loss == "mse":
+            return davidson_logits(gap.detach() * self.log_scale.exp(), self.log_nu)
+        return davidson_logits(gap, self.log_nu)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, rewards: torch.Tensor | None = None) -> torch.Tensor:
         """Log loss on `(B, 3)` logits; class ids `(B,)` or soft labels `(B, 3)`. With rank_loss="mse", the seed's
@@ -376,4 +392,7 @@ def _register_pipeline_task() -> None:
 
 _register_pipeline_task()
 
-__all__ = ["ArenaModel", "ArenaOutput", "ArenaPreTrainedModel", "davidson_logits", "pool"]
+__all__ = [
+    "ArenaClassifyHead", "ArenaModel", "ArenaOutput", "ArenaPreTrainedModel", "davidson_logits",
+    "normalised_differences", "pool",
+]

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from conftest import BATTLES, run_without_project
+from conftest import BATTLES, SAMPLE_DATA, SHARED_DATA, run_without_project
 from configuration_arena import ArenaConfig
 from modeling_arena import ArenaModel, davidson_logits
 
@@ -28,6 +28,70 @@ def _rank_model(tiny_model, **kwargs):
 def test_classify_output_shapes(tiny_model, tiny_batch):
     out = tiny_model(**tiny_batch)
     assert out.logits.shape == (4, 3) and out.rewards is None and out.loss.ndim == 0
+    assert out.content_logits.shape == (4, 3)
+
+
+def _randomise_head(model, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if not name.startswith("encoder."):
+                weight.normal_(std=1.0, generator=generator)
+    return model.eval()
+
+
+def test_classify_head_is_symmetric_in_a_and_b(tiny_model, tiny_batch):
+    model = _randomise_head(tiny_model)
+    with torch.no_grad():
+        out, swapped = model(**tiny_batch), model(**_swap(tiny_batch))
+    p, q = out.logits.softmax(-1), swapped.logits.softmax(-1)
+    assert (p[:, 0] - p[:, 1]).abs().max() > 1e-3  # not symmetric by being uniform
+    torch.testing.assert_close(out.logits[:, [1, 0, 2]], swapped.logits, atol=0, rtol=0)
+    torch.testing.assert_close(out.content_logits[:, [1, 0, 2]], swapped.content_logits, atol=0, rtol=0)
+
+
+def test_position_bias_is_opt_in(tiny_model, tiny_batch):
+    assert tiny_model.config.position_bias is False and tiny_model.classifier.position is None
+    config = ArenaConfig(encoder_config=tiny_model.config.encoder_config.to_dict(), max_length=64, position_bias=True)
+    model = ArenaModel(config, encoder=tiny_model.encoder).eval()
+    assert model.classifier.position is not None and model.classifier.position.item() == 0.0  # starts neutral
+    with torch.no_grad():
+        model.classifier.position.fill_(1.0)
+        out, swapped = model(**tiny_batch).logits, model(**_swap(tiny_batch)).logits
+    assert not torch.allclose(out[:, [1, 0, 2]], swapped)
+    torch.testing.assert_close((out - swapped[:, [1, 0, 2]])[:, :2], torch.tensor([[2.0, -2.0]] * 4))
+    with pytest.raises(ValueError, match="position_bias"):
+        ArenaModel(ArenaConfig(encoder_config=config.encoder_config.to_dict(), head="rank", position_bias=True))
+
+
+def test_content_logits_are_the_logits_without_the_style_terms(tiny_model, tiny_batch):
+    from encoding_arena import STYLE_FEATURES
+
+    model = _randomise_head(tiny_model)
+    restyled = dict(tiny_batch)
+    restyled["style_a"] = tiny_batch["style_a"] + torch.rand(tiny_batch["style_a"].shape)  # other style, same text
+    with torch.no_grad():
+        out, other = model(**tiny_batch), model(**restyled)
+        style = model.classifier.style_logits(tiny_batch["style_a"], tiny_batch["style_b"])
+    assert not torch.allclose(out.logits, other.logits)
+    torch.testing.assert_close(out.content_logits, other.content_logits, atol=0, rtol=0)
+    torch.testing.assert_close(out.logits - out.content_logits, style)
+    # same style on both sides: the A/B style terms cancel, only the symmetric tie terms remain
+    same = {**tiny_batch, "style_b": tiny_batch["style_a"]}
+    with torch.no_grad():
+        out = model(**same)
+    gap = (out.logits - out.content_logits)[:, :2]
+    torch.testing.assert_close(gap[:, 0], gap[:, 1])
+    assert len(STYLE_FEATURES) == tiny_batch["style_a"].shape[1]
+
+
+def test_normalised_differences_are_bounded_and_antisymmetric():
+    from modeling_arena import normalised_differences
+
+    a, b = torch.tensor([[0.0, 10.0, 3.0]]), torch.tensor([[0.0, 0.0, 1.0]])
+    x = normalised_differences(a, b)
+    torch.testing.assert_close(x, torch.tensor([[0.0, 1.0, 0.5]]))
+    torch.testing.assert_close(normalised_differences(b, a), -x)
 
 
 @pytest.mark.parametrize("rank_loss", ["davidson", "mse"])
@@ -118,7 +182,7 @@ def test_bf16_autocast_forward_is_finite(tiny_model, tiny_batch):
 @pytest.mark.parametrize("head", ["classify", "rank"])
 def test_saved_directory_loads_as_remote_code_without_the_project(tmp_path, tiny_model, tiny_tokenizer, tiny_batch,
                                                                  head):
-    model = (tiny_model if head == "classify" else _rank_model(tiny_model)).eval()
+    model = _randomise_head(tiny_model if head == "classify" else _rank_model(tiny_model))
     repo = tmp_path / "repo"
     model.save_pretrained(repo)
     tiny_tokenizer.save_pretrained(repo)
@@ -204,3 +268,40 @@ def test_trim_keeps_left_padding_and_real_tokens():
     trimmed_ids, trimmed_mask = _trim(ids, mask)
     assert trimmed_ids.tolist() == [[0, 5, 6], [7, 8, 9]] and trimmed_mask.tolist() == [[0, 1, 1], [1, 1, 1]]
     assert _trim(ids, torch.zeros_like(mask))[0].shape == (2, 1)
+
+
+# Real votes where ../shared/data has them (CI), else the synthetic sample the repo carries.
+DEV_FILE = SHARED_DATA / "arena_dev.csv" if (SHARED_DATA / "arena_dev.csv").exists() else SAMPLE_DATA
+
+
+def test_swapping_a_and_b_in_real_battles_swaps_the_probabilities(tmp_path, tiny_model, tiny_tokenizer):
+    """By default P(A | a, b) = P(B | b, a): through the pipeline (any batch size) and through --do_predict's
+    scoring.predict, on real battles (multi-turn, empty answers, markdown), with a head far from uniform."""
+    import csv
+
+    from arena_dataset import load_arena, swap_battles
+    from pipeline_arena import ArenaPreferencePipeline
+    from scoring import predict
+
+    data = load_arena(str(DEV_FILE))
+    data = data.select(range(0, len(data), max(1, len(data) // 24)))  # every source, when the file has them
+    model = _randomise_head(tiny_model)
+    judge = ArenaPreferencePipeline(model=model, tokenizer=tiny_tokenizer)
+    keys = ("prompt", "response_a", "response_b")
+    battles = [{k: row[k] for k in keys} for row in data]
+    swapped = [{"prompt": b["prompt"], "response_a": b["response_b"], "response_b": b["response_a"]} for b in battles]
+    labels = ("winner_model_a", "winner_model_b", "winner_tie")
+    for batch_size in (1, 8):
+        plain, other = judge(battles, batch_size=batch_size), judge(swapped, batch_size=batch_size)
+        p = torch.tensor([[r[k] for k in labels] for r in plain])
+        q = torch.tensor([[r[k] for k in labels] for r in other])
+        assert (p[:, 0] - p[:, 1]).abs().max() > 1e-2
+        torch.testing.assert_close(p[:, [1, 0, 2]], q, atol=1e-6, rtol=0)
+
+    def read(path):
+        with open(path, newline="") as handle:
+            return [[float(row[k]) for k in labels] for row in csv.DictReader(handle)]
+
+    p = read(predict(model, tiny_tokenizer, data, tmp_path / "plain", batch_size=8, swap_tta=False))
+    q = read(predict(model, tiny_tokenizer, swap_battles(data), tmp_path / "swapped", batch_size=8, swap_tta=False))
+    assert [[b, a, t] for a, b, t in p] == q
