@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModel, AutoTokenizer, DebertaV2Config, DebertaV2Tokenizer, PreTrainedModel
 
 from configuration_arena import ArenaConfig
+from encoding_arena import check_tokenizer
 from modeling_arena import ArenaModel
 
 EMBEDDED = ("embedded:tiny-deberta", "embedded:minilm-l6")
@@ -118,6 +119,10 @@ def load_model(name_or_path: str, **config_kwargs: Any) -> tuple[ArenaModel, Any
             _check_has_encoder(name_or_path)
             model = ArenaModel.from_pretrained(name_or_path, config=config)
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            try:
+                check_tokenizer(config, tokenizer, name_or_path)
+            except ValueError as err:
+                raise OSError(str(err)) from None
             _record_special_tokens(model, tokenizer)
             return model, tokenizer
     encoder, tokenizer = load_encoder(name_or_path)

@@ -10,6 +10,7 @@ A tower is the conversation seen from one side, role markers between turns:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -352,6 +353,23 @@ def encode_battle(battle: Mapping[str, Any], tokenizer: Any, max_length: int, tr
     return {key: value[0] for key, value in batch.items()}
 
 
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 of the tokenizer's vocabulary: saved in config.json (`tokenizer_fingerprint`) so that a model is never
+    served with another tokenizer than the one it was trained with (a deleted tokenizer.json makes transformers
+    fall back to a few-token tokenizer that reads every word as [UNK], silently)."""
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
+    return hashlib.sha256(vocab.encode("utf-8")).hexdigest()
+
+
+def check_tokenizer(config: Any, tokenizer: Any, where: str) -> None:
+    """Raise ValueError when `tokenizer` is not the one the model in `where` was saved with (configs saved before
+    the fingerprint existed are not checked)."""
+    expected = getattr(config, "tokenizer_fingerprint", None)
+    if expected and tokenizer is not None and tokenizer_fingerprint(tokenizer) != expected:
+        raise ValueError(f"{where}: the tokenizer loaded with this model ({len(tokenizer)} tokens) is not the one it "
+                         "was saved with (tokenizer.json missing or replaced?); save or download the model again")
+
+
 @dataclass
 class ArenaCollator:
     """Pads both towers of a batch to the longest tower in it (not to max_length) and stacks the rest.
@@ -395,5 +413,5 @@ class ArenaCollator:
 
 __all__ = [
     "BATTLE_KEYS", "ArenaCollator", "BattleFieldError", "STYLE_FEATURES", "as_turns", "encode_battle", "encode_battles",
-    "loads_json", "normalise_battle", "style_features",
+    "check_tokenizer", "loads_json", "normalise_battle", "style_features", "tokenize_within", "tokenizer_fingerprint",
 ]

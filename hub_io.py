@@ -56,11 +56,13 @@ def save_repo(model: Any, tokenizer: Any, output_dir: str | Path) -> None:
     loadable) is removed, the new files are moved in one by one with os.replace (atomic per file), and the new
     config.json goes in last. A reader sees the old model, no model, or the new one; never a mix.
     """
+    from encoding_arena import tokenizer_fingerprint
     from pipeline_arena import ArenaPreferencePipeline
 
     target = Path(output_dir)
     target.mkdir(parents=True, exist_ok=True)
     check_finite(model)
+    model.config.tokenizer_fingerprint = tokenizer_fingerprint(tokenizer)  # checked whenever it is loaded
     for stale in target.parent.glob(f".{target.name}.saving-*"):  # left by a save that was killed
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))

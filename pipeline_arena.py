@@ -19,10 +19,12 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 try:  # loaded as remote code (a package made of the saved directory)
-    from .encoding_arena import BATTLE_KEYS, ArenaCollator, encode_battle, encode_battles, normalise_battle
+    from .encoding_arena import (BATTLE_KEYS, ArenaCollator, check_tokenizer, encode_battle, encode_battles,
+                                 normalise_battle)
     from .precision_arena import prepare_model, resolve_precision
 except ImportError:  # imported from the project checkout / installed distribution
-    from encoding_arena import BATTLE_KEYS, ArenaCollator, encode_battle, encode_battles, normalise_battle
+    from encoding_arena import (BATTLE_KEYS, ArenaCollator, check_tokenizer, encode_battle, encode_battles,
+                                normalise_battle)
     from precision_arena import prepare_model, resolve_precision
 # A stream is read in windows of this many batches; each window is sorted by length, run, and put back in input
 # order. Bigger windows pad less but hold more battles in memory (the window is all a stream ever holds).
@@ -75,6 +77,7 @@ class ArenaPreferencePipeline(Pipeline):
                 f"{type(model).__name__} with config model_type {model_type!r}"
             )
         super().__init__(model, *args, **kwargs)
+        check_tokenizer(self.model.config, self.tokenizer, getattr(self.model.config, "_name_or_path", "") or "model")
         self.precision = resolve_precision(precision, self.device)
         self._runner = prepare_model(self.model, self.precision)  # the model that runs; self.model is saved
 

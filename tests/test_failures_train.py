@@ -473,3 +473,23 @@ def test_a_staging_folder_left_by_a_killed_save_is_removed_by_the_next_save(tiny
     (stale / "model.safetensors").write_bytes(b"half")
     hub_io.save_repo(tiny_model, tiny_tokenizer, tmp_path / "repo")
     assert not stale.exists() and [p.name for p in tmp_path.iterdir()] == ["repo"]
+
+
+def test_a_model_whose_tokenizer_was_deleted_or_replaced_is_refused(uninterrupted, tmp_path, capsys):
+    """Without tokenizer.json transformers falls back to a 7-token tokenizer that reads every word as [UNK]; the
+    vocabulary's fingerprint saved in config.json catches it in load_model, the CLI and the remote-code pipeline."""
+    from backbones import load_model
+    from transformers import pipeline
+
+    folder = tmp_path / "model"
+    shutil.copytree(uninterrupted, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    assert json.loads((folder / "config.json").read_text())["tokenizer_fingerprint"]
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(OSError, match="is not the one it was saved with"):
+        load_model(str(folder))
+    with pytest.raises(ValueError, match="is not the one it was saved with"):
+        pipeline("arena-preference", model=str(folder), trust_remote_code=True)
+    with pytest.raises(SystemExit):
+        train.main(["--model_name_or_path", str(folder), "--do_predict", "--test_file", str(EXAMPLES / "test.csv"),
+                    "--output_dir", str(tmp_path / "pred")])
+    assert "is not the one it was saved with" in last_line(capsys.readouterr().err)
