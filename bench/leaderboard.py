@@ -78,6 +78,12 @@ def real(folds: int, seed: int, bootstrap: int, recipes: list[str] | None, limit
                 probs[rows], content[rows] if np.isfinite(content[rows]).all() else None, battles.y[rows])
             board = lb.rate(scored, bootstrap, seed, style_reason=None if scored.style_probs is not None else
                             "this recipe has no style-controlled probabilities")
+            # the human leaderboard's own uncertainty: the same bootstrap on the votes as outcomes
+            votes = lb.rate(lb.ScoredBattles(models, scored.model_a, scored.model_b, scored.group,
+                                             np.eye(3)[scored.labels]), bootstrap, seed)
+            human_ci = {r["model"]: (r["ci_low"], r["ci_high"]) for r in votes["models"]}
+            for row in board["models"]:
+                row["human_ci_low"], row["human_ci_high"] = human_ci[row["model"]]
             human = sorted(board["models"], key=lambda r: -r["human_rating"])
             per_source[label] = {"battles": len(rows), "models": len(models), "agreement": board["agreement"],
                                  "predicted_order": [r["model"] for r in board["models"]],
@@ -193,12 +199,13 @@ def render(report: dict) -> str:
             for source, s in per.items():
                 lines += [f"**{name}, {source}**: predicted order " + " > ".join(s["predicted_order"])
                           + "; human order " + " > ".join(s["human_order"]) + ".", ""]
-                lines += ["| model | predicted rating (95% CI) | human rating | style-controlled |",
+                lines += ["| model | predicted rating (95% CI) | human rating (95% CI) | style-controlled |",
                           "| --- | --- | --- | --- |"]
                 for row in s["rows"]:
                     style = "" if row["style_controlled_rating"] is None else f"{row['style_controlled_rating']:.0f}"
+                    human = f"{row['human_rating']:.0f} ({row['human_ci_low']:.0f}–{row['human_ci_high']:.0f})"
                     lines.append(f"| {row['model']} | {row['rating']:.0f} ({row['ci_low']:.0f}–{row['ci_high']:.0f}) "
-                                 f"| {row['human_rating']:.0f} | {style} |")
+                                 f"| {human} | {style} |")
                 lines += [""]
     if "synthetic" in report:
         s = report["synthetic"]
