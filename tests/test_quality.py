@@ -1,33 +1,33 @@
-"""The quality study's code paths on a small slice (the full study is a benchmark: bench/quality.py)."""
+"""The quality study's protocol on small synthetic slices (the full study is a benchmark: bench/quality.py)."""
 
+import argparse
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, SAMPLE_DATA, SHARED_DATA
+from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 import quality  # noqa: E402
 from encoding_arena import STYLE_FEATURES  # noqa: E402
 
 
-@pytest.fixture()
-def slice_features():
-    """60 pooled battles of a 32-wide encoder (embedded:tiny-deberta's): the label follows the first style
-    feature's gap, so a working baseline or head must beat the prior."""
-    from datasets import Dataset
-
-    rng = np.random.default_rng(0)
-    n, hidden = 60, 32
-    width = len(STYLE_FEATURES)
-    style_a, style_b = (rng.normal(size=(n, width)).astype(np.float32) for _ in range(2))
-    gap = style_a[:, 0] - style_b[:, 0]
-    y = np.where(gap > 0.5, 0, np.where(gap < -0.5, 1, 2))
-    battles = Dataset.from_dict({"pooled_a": rng.normal(size=(n, hidden)).astype(np.float32),
-                                 "pooled_b": rng.normal(size=(n, hidden)).astype(np.float32),
-                                 "style_a": style_a, "style_b": style_b, "label": y})
-    return battles, y
+def _battles(n=120, hidden=16, seed=0, skew=0.0):
+    """Synthetic pooled battles: the label follows the length gap (and, with `skew`, leans to B)."""
+    rng = np.random.default_rng(seed)
+    layers = [rng.normal(size=(n, 7, hidden)).astype(np.float32) for _ in range(2)]
+    vectors = [rng.normal(size=(n, hidden)).astype(np.float32) for _ in range(4)]
+    chars = rng.integers(1, 2000, size=(2, n))
+    style = [np.zeros((n, len(STYLE_FEATURES)), np.float32) for _ in range(2)]
+    for side in range(2):
+        style[side][:, 0] = np.log1p(chars[side])
+        style[side][:, 1] = np.log1p(chars[side] // 5)
+    gap = np.log(chars[0] / chars[1]) - skew
+    y = np.where(gap > 0.7, 0, np.where(gap < -0.7, 1, 2))
+    battles = quality.Battles(layers[0], layers[1], *vectors, style[0], style[1], style[0][:, :9], style[1][:, :9], y)
+    battles.meta = {"source": np.repeat([1, 2, 3, 4], n // 4), "group": [f"prompt {i // 2}" for i in range(n)]}
+    return battles
 
 
 def test_grouped_folds_never_split_a_prompt():
@@ -38,67 +38,60 @@ def test_grouped_folds_never_split_a_prompt():
         assert not {groups[i] for i in train} & {groups[i] for i in test}
 
 
-def test_length_baseline_beats_the_prior_when_length_decides(slice_features):
-    battles, y = slice_features
-    train, test = np.arange(40), np.arange(40, 60)
-    style_a, style_b = np.asarray(battles["style_a"]), np.asarray(battles["style_b"])
-    probs = quality.length_baseline(style_a, style_b, train, test, y)
-    prior = np.bincount(y[train], minlength=3) / len(train)
-    log_loss = lambda p: -np.log(p[np.arange(len(test)), y[test]]).mean()  # noqa: E731
-    assert probs.shape == (20, 3) and np.allclose(probs.sum(1), 1)
-    assert log_loss(probs) < log_loss(np.tile(prior, (20, 1))) - 0.1
+def test_swapped_battles_exchange_sides_and_mirror_labels():
+    battles = _battles()
+    swapped = battles.swapped()
+    assert np.array_equal(swapped.style_a, battles.style_b) and np.array_equal(swapped.layers_b, battles.layers_a)
+    assert np.array_equal(swapped.y, np.array([1, 0, 2])[battles.y])
+    assert np.array_equal(swapped.swapped().y, battles.y)
 
 
-@pytest.mark.parametrize("head", ["classify", "rank"])
-def test_fit_recipe_trains_through_train_py_and_swap_tta_is_symmetric(slice_features, tmp_path, head):
-    battles, y = slice_features
-    options = ["--model_name_or_path", "embedded:tiny-deberta", "--head", head, "--swap_augment",
-               "--num_train_epochs", "30", "--learning_rate", "3e-2"]
-    model = quality.fit_recipe(options, battles, seed=0, workdir=str(tmp_path))
-    assert model.config.head == head and not model.training
-    assert not any(p.requires_grad for p in model.encoder.parameters())  # train.py's default: frozen encoder
-    probs = quality.predict_probs(model, battles, swap_tta=True)
-    swapped = battles.rename_columns({"pooled_a": "pooled_b", "pooled_b": "pooled_a", "style_a": "style_b",
-                                      "style_b": "style_a"})
-    assert np.allclose(probs.sum(1), 1, atol=1e-5)
-    assert np.allclose(quality.predict_probs(model, swapped, swap_tta=True), probs[:, [1, 0, 2]], atol=1e-6)
-    assert (probs.argmax(1) == y).mean() > 0.6
+def test_symmetric_recipes_score_the_same_in_both_orders():
+    battles = _battles(skew=1.0)
+    train, test = battles.take(np.arange(80)), battles.take(np.arange(80, 120))
+    for name in ("symmetric class prior", "length LR (swap-aug, swap-avg)", quality.DEFAULT_NEW, quality.REFERENCE):
+        pred = quality.predict(name, train, test, seed=0, extra=None)
+        own, swapped = quality.row_losses(pred, test.y)
+        assert np.allclose(pred.probs.sum(1), 1, atol=1e-5)
+        assert own.mean() == pytest.approx(swapped.mean(), abs=1e-5), name
+    # the position-aware head without TTA learns the skew: it gains in one order and pays in the other
+    pred = quality.predict("today's default (own order only)", train, test, seed=0, extra=None)
+    own, swapped = quality.row_losses(pred, test.y)
+    assert swapped.mean() > own.mean() + 0.01
 
 
-def test_without_feature_zeroes_one_column_on_both_sides(slice_features):
-    battles, _ = slice_features
-    column = STYLE_FEATURES.index("log_paragraphs")
-    ablated = quality.without_feature(battles, "log_paragraphs")
-    for side in ("style_a", "style_b"):
-        before, after = np.asarray(battles[side]), np.asarray(ablated[side])
-        assert (after[:, column] == 0).all() and (before[:, column] != 0).all()
-        assert np.array_equal(np.delete(after, column, 1), np.delete(before, column, 1))
+def test_the_new_default_learns_the_length_rule_and_gives_content_probabilities():
+    battles = _battles(n=240)
+    train, test = battles.take(np.arange(160)), battles.take(np.arange(160, 240))
+    pred = quality.predict(quality.DEFAULT_NEW, train, test, seed=0, extra=None)
+    prior = quality.predict("symmetric class prior", train, test, seed=0, extra=None)
+    assert quality.row_losses(pred, test.y)[0].mean() < quality.row_losses(prior, test.y)[0].mean() - 0.05
+    assert pred.content is not None and pred.content.shape == (80, 3)
 
 
-def test_metric_module_scores_a_perfect_and_a_uniform_prediction():
-    import evaluate
-
-    metric = evaluate.load(str(quality.METRIC_PATH), keep_in_memory=True)
-    y = np.array([0, 1, 2, 1])
-    uniform = quality.score(metric, np.full((4, 3), 1 / 3), y)
-    assert uniform["log_loss"] == pytest.approx(np.log(3))
-    assert quality.score(metric, np.eye(3)[y], y)["f1_tie"] == pytest.approx(1.0)
+def test_leave_one_source_out_drops_training_battles_on_a_held_out_prompt():
+    battles = _battles()
+    battles.meta["group"][0] = battles.meta["group"][-1]  # a source-1 battle shares a source-4 prompt
+    train, test = quality.leave_one_source_out(battles, 4)
+    assert set(battles.meta["source"][test]) == {4} and 0 not in train
+    assert set(battles.meta["source"][train]) == {1, 2, 3}
 
 
-# The real dev file where ../shared/data has it (CI), else the synthetic sample the repo carries (tests/data).
-DEV_FILE = SHARED_DATA / "arena_dev.csv" if (SHARED_DATA / "arena_dev.csv").exists() else SAMPLE_DATA
+def test_legacy_style_features_are_todays_nine():
+    text = "# Title\n\nSome **bold** text.\n \n- one\n- two\n\n```\ncode\n```"
+    legacy = quality.legacy_style_features([text])
+    assert len(legacy) == 9 and legacy[-1] == 0.0
+    assert [round(np.expm1(v)) for v in legacy[3:8]] == [3, 1, 2, 1, 1]
 
 
-def test_baselines_on_a_data_slice():
-    from arena_dataset import load_arena, prompt_group
-    from encoding_arena import style_features
-
-    data = load_arena(str(DEV_FILE))
-    data = data.select(range(min(600, len(data))))
-    y = np.asarray(data["label"])
-    sa = np.array([style_features(t) for t in data["response_a"]])
-    sb = np.array([style_features(t) for t in data["response_b"]])
-    folds = quality.grouped_folds([prompt_group(p) for p in data["prompt"]], 3, seed=0)
-    for train, test in folds:
-        probs = quality.length_baseline(sa, sb, train, test, y)
-        assert probs.shape == (len(test), 3) and np.isfinite(probs).all()
+def test_report_renders_and_names_its_command(tmp_path):
+    battles = _battles()
+    names = [*quality.BASELINES, quality.REFERENCE, quality.DEFAULT_NEW]
+    cv = quality.run_cv(battles, None, names, folds=2, seed=0)
+    loso = quality.run_loso(battles, None, [*quality.BASELINES, quality.DEFAULT_NEW], seed=0)
+    args = {"data": "x.csv", "extra": "", "folds": 2, "seed": 0, "recipes": None, "name": "quality"}
+    report = quality.summarise(battles, cv, loso, argparse.Namespace(**args), 1.0, 0.5)
+    quality.write_report(report, tmp_path, "quality")
+    text = (tmp_path / "quality.md").read_text()
+    assert "python bench/quality.py --folds 2 --seed 0 --extra ''" in text
+    assert "position-neutral" in text and "Leave one source out" in text and "disagree" in text
