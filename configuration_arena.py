@@ -1,19 +1,23 @@
 """ArenaConfig: the configuration of the dual-tower arena preference model.
 
-Remote-code module: imports only transformers (it is copied next to config.json on save).
+Remote-code module: imports only transformers and huggingface_hub (it is copied next to config.json on save).
 """
 
-from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Literal
 
+from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PretrainedConfig
+from transformers.configuration_utils import SubConfigSpec
 
 LABELS = ("winner_model_a", "winner_model_b", "winner_tie")
-HEADS = ("classify", "rank")
-RANK_LOSSES = ("davidson", "mse")
-POOLINGS = ("mean", "cls")
-TRUNCATIONS = ("latest_turns", "head")
+# A fresh model's token budget per tower, capped at what its encoder can read (`max_length_limit`).
+DEFAULT_MAX_LENGTH = 1024
+MIN_MAX_LENGTH = 16
+# A calibration temperature outside this range is a broken config, not a calibration: logits divided by 1e-45
+# overflow to NaN probabilities.
+TEMPERATURE_RANGE = (1e-2, 1e2)
 
 # DeBERTa-v3-base (microsoft/deberta-v3-base config.json); the architecture used when no encoder is given.
 DEBERTA_V3_BASE: dict[str, Any] = {
@@ -41,6 +45,7 @@ DEBERTA_V3_BASE: dict[str, Any] = {
 }
 
 
+@strict(accept_kwargs=True)
 class ArenaConfig(PretrainedConfig):
     r"""Configuration of [`ArenaModel`]: which encoder reads the towers and which head compares them.
 
@@ -56,7 +61,9 @@ class ArenaConfig(PretrainedConfig):
             With the rank head. `"davidson"`: softmax([d/2, -d/2, log nu]) with d = r_A - r_B and a learned
             nu > 0, trained by log loss (Bradley-Terry with ties). `"mse"`: regress d toward +1 / -1 / 0.
         pooling (`str`, *optional*, defaults to `"mean"`): `"mean"` (attention-mask weighted) or `"cls"`.
-        max_length (`int`, *optional*, defaults to 1024): token budget of each tower, special tokens included.
+        max_length (`int`, *optional*): token budget of each tower, special tokens included; at least 16 and at
+            most what the encoder can read (`max_length_limit`). Defaults to 1024, capped at that limit (512 for
+            BERT-family encoders such as MiniLM).
         truncation (`str`, *optional*, defaults to `"latest_turns"`): how a long conversation is cut to
             `max_length` (see `encoding_arena.encode_battles`).
         style_features (`bool`, *optional*, defaults to `True`): feed response style features (length, markdown,
@@ -71,6 +78,10 @@ class ArenaConfig(PretrainedConfig):
         temperature (`float`, *optional*, defaults to 1.0): logits are divided by it (calibration fitted after
             training).
         classifier_dropout (`float`, *optional*, defaults to 0.0): dropout on the pooled embeddings.
+        encoder_frozen (`bool`, *optional*): whether training kept the encoder's weights as loaded (train.py
+            records it; `None` for a model it did not train).
+        tokenizer_fingerprint (`str`, *optional*): sha256 of the tokenizer's vocabulary at save time
+            (`encoding_arena.tokenizer_fingerprint`); a model is not served with another tokenizer.
 
     Example:
 
@@ -82,69 +93,61 @@ class ArenaConfig(PretrainedConfig):
     ```"""
 
     model_type = "arena-preference"
+    sub_configs_defaults = {
+        "encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="deberta-v2",
+                                        init_kwargs={k: v for k, v in DEBERTA_V3_BASE.items() if k != "model_type"}),
+    }
 
-    # Declared as fields: transformers refuses to save undeclared attributes named like generation parameters
-    # (max_length, temperature).
-    encoder_config: Any = None
-    head: str = "classify"
-    rank_loss: str = "davidson"
-    pooling: str = "mean"
-    max_length: int = 1024
-    truncation: str = "latest_turns"
+    encoder_config: dict | PretrainedConfig | None = None
+    head: Literal["classify", "rank"] = "classify"
+    rank_loss: Literal["davidson", "mse"] = "davidson"
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int | None = None
+    truncation: Literal["latest_turns", "head"] = "latest_turns"
     style_features: bool = True
     position_bias: bool = False
-    temperature: float = 1.0
-    classifier_dropout: float = 0.0
+    temperature: float | int = 1.0
+    classifier_dropout: float | int = 0.0
+    encoder_frozen: bool | None = None
+    tokenizer_fingerprint: str | None = None
 
-    def __init__(
-        self,
-        encoder_config: dict[str, Any] | PretrainedConfig | None = None,
-        head: str = "classify",
-        rank_loss: str = "davidson",
-        pooling: str = "mean",
-        max_length: int = 1024,
-        truncation: str = "latest_turns",
-        style_features: bool = True,
-        position_bias: bool = False,
-        temperature: float = 1.0,
-        classifier_dropout: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
-        for name, value, allowed in (
-            ("head", head, HEADS),
-            ("rank_loss", rank_loss, RANK_LOSSES),
-            ("pooling", pooling, POOLINGS),
-            ("truncation", truncation, TRUNCATIONS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"ArenaConfig: {name}={value!r} is not one of {allowed}")
-        if int(max_length) < 16:
-            raise ValueError(f"ArenaConfig: max_length={max_length} is too small; need at least 16 tokens per tower")
-        if not float(temperature) > 0:
-            raise ValueError(f"ArenaConfig: temperature={temperature} must be > 0")
-
-        if encoder_config is None:
-            encoder_config = dict(DEBERTA_V3_BASE)
-        if isinstance(encoder_config, dict):
-            encoder_config = dict(encoder_config)
-            if "model_type" not in encoder_config:
-                raise ValueError("ArenaConfig: encoder_config dict needs a 'model_type' (e.g. 'deberta-v2', 'bert')")
-            encoder_config = AutoConfig.for_model(**encoder_config)
-        self.encoder_config = encoder_config
-        self.head = head
-        self.rank_loss = rank_loss
-        self.pooling = pooling
-        self.max_length = int(max_length)
-        self.truncation = truncation
-        self.style_features = bool(style_features)
-        self.position_bias = bool(position_bias)
-        self.temperature = float(temperature)
-        self.classifier_dropout = float(classifier_dropout)
-
-        kwargs["id2label"] = {i: label for i, label in enumerate(LABELS)}
-        kwargs["label2id"] = {label: i for i, label in enumerate(LABELS)}
+    def __post_init__(self, **kwargs: Any) -> None:
+        if isinstance(self.encoder_config, dict) and "model_type" not in self.encoder_config:
+            raise ValueError("ArenaConfig: encoder_config dict needs a 'model_type' (e.g. 'deberta-v2', 'bert')")
         kwargs.pop("num_labels", None)
-        super().__init__(**kwargs)
+        self.id2label = dict(enumerate(LABELS))
+        self.label2id = {label: i for i, label in enumerate(LABELS)}
+        super().__post_init__(**kwargs)
+        if self.max_length is None:
+            self.max_length = min(DEFAULT_MAX_LENGTH, max_length_limit(self.encoder_config) or DEFAULT_MAX_LENGTH)
+
+    def validate_arena(self) -> None:
+        """Part of `@strict`-powered validation: the token budget and the temperature."""
+        check_max_length(self.max_length, self.encoder_config)
+        low, high = TEMPERATURE_RANGE
+        if isinstance(self.temperature, bool) or not (math.isfinite(self.temperature) and
+                                                      low <= self.temperature <= high):
+            raise ValueError(f"ArenaConfig: temperature={self.temperature} must be between {low} and {high}")
 
 
-__all__ = ["ArenaConfig", "LABELS"]
+def max_length_limit(encoder_config: Any) -> int | None:
+    """Tokens an encoder can read per tower: its position table for absolute positions (BERT, MiniLM), None for
+    relative-only positions (DeBERTa-v3 with position_biased_input=False reads any length)."""
+    if getattr(encoder_config, "position_biased_input", True):
+        return getattr(encoder_config, "max_position_embeddings", None)
+    return None
+
+
+def check_max_length(max_length: Any, encoder_config: Any) -> int:
+    """The one rule for a tower's token budget (the config, train.py and the pipeline all ask it): an int of at
+    least 16 that the encoder can read. Returns it; raises ValueError naming the limit."""
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < MIN_MAX_LENGTH:
+        raise ValueError(f"max_length={max_length!r}: expected an int of at least {MIN_MAX_LENGTH} (tokens per tower)")
+    limit = max_length_limit(encoder_config)
+    if limit is not None and max_length > limit:
+        raise ValueError(f"max_length={max_length}: this {encoder_config.model_type} encoder reads at most {limit} "
+                         "tokens per tower")
+    return max_length
+
+
+__all__ = ["ArenaConfig", "LABELS", "check_max_length", "max_length_limit"]

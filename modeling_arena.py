@@ -152,6 +152,22 @@ class ArenaPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     _no_split_modules: list[str] = []
 
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.from_pretrained`, but a saved model whose weights do not cover the model is an error,
+        not a warning over freshly drawn weights: e.g. a config.json whose `head` was changed or removed would
+        otherwise load a random head and predict as if trained."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
+        if missing or unexpected:
+            where = args[0] if args else kwargs.get("pretrained_model_name_or_path", "the saved model")
+            raise OSError(f"{where}: its weights do not match its config.json (head={model.config.head!r}): "
+                          f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}, unexpected "
+                          f"{unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}; config.json and the weights "
+                          "belong to different models")
+        return (model, info) if wants_info else model
+
     def _init_weights(self, module: nn.Module) -> None:
         # The heads only: the encoder is a PreTrainedModel and initialises itself.
         if isinstance(module, ArenaModel):

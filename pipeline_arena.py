@@ -19,10 +19,12 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 try:  # loaded as remote code (a package made of the saved directory)
+    from .configuration_arena import check_max_length
     from .encoding_arena import (BATTLE_KEYS, ArenaCollator, check_tokenizer, encode_battle, encode_battles,
                                  normalise_battle)
     from .precision_arena import prepare_model, resolve_precision
 except ImportError:  # imported from the project checkout / installed distribution
+    from configuration_arena import check_max_length
     from encoding_arena import (BATTLE_KEYS, ArenaCollator, check_tokenizer, encode_battle, encode_battles,
                                 normalise_battle)
     from precision_arena import prepare_model, resolve_precision
@@ -117,7 +119,7 @@ class ArenaPreferencePipeline(Pipeline):
             raise TypeError(f"arena-preference pipeline: unknown option(s) {sorted(unknown)}")
         preprocess, forward, postprocess = {}, {}, {}
         if max_length is not None:
-            preprocess["max_length"] = self._check_max_length(max_length)
+            preprocess["max_length"] = check_max_length(max_length, self.model.config.encoder_config)
         if truncation is not None:
             preprocess["truncation"] = truncation
         if swap_tta is not None:
@@ -127,19 +129,6 @@ class ArenaPreferencePipeline(Pipeline):
         if style_control is not None:
             forward["style_control"] = postprocess["style_control"] = bool(style_control)
         return preprocess, forward, postprocess
-
-    def _check_max_length(self, max_length: int) -> int:
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 16:
-            raise ValueError(f"max_length={max_length!r}: expected an int of at least 16 (tokens per tower)")
-        encoder = self.model.config.encoder_config
-        # Encoders with absolute position embeddings (BERT, ...) cannot read past them; DeBERTa-v3 (relative
-        # positions only, position_biased_input=False) can.
-        if getattr(encoder, "position_biased_input", True) and max_length > encoder.max_position_embeddings:
-            raise ValueError(
-                f"max_length={max_length}: this {encoder.model_type} encoder reads at most "
-                f"{encoder.max_position_embeddings} tokens per tower"
-            )
-        return max_length
 
     # ------------------------------------------------------------------------------------------ one battle at a time
     def preprocess(

@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from configuration_arena import check_max_length
 from hub_io import UserError
 from training_arguments import DataArguments, ModelArguments
 
 logger = logging.getLogger("train")
-SEED_MAX_LENGTH = 1024
 # What Trainer's batches are made of: the columns ArenaCollator reads, and `length` for length grouping.
 MODEL_COLUMNS = ("input_ids_a", "input_ids_b", "pooled_a", "pooled_b", "style_a", "style_b", "label", "labels",
                  "length")
@@ -32,15 +32,11 @@ def load_model_and_tokenizer(model_args: ModelArguments) -> tuple[Any, Any]:
         model, tokenizer = load_model(model_args.model_name_or_path, **options)
     except OSError as err:  # transformers' "not a local folder and not a valid model identifier" and kin
         raise UserError(f"--model_name_or_path {model_args.model_name_or_path}: {err}") from err
-    limit = position_limit(model.config.encoder_config)
-    trained = is_trained(model_args.model_name_or_path, model)
-    if model_args.max_length is not None:
-        if limit is not None and model_args.max_length > limit:
-            raise UserError(f"--max_length {model_args.max_length}: this {model.config.encoder_config.model_type} "
-                            f"encoder reads at most {limit} tokens per tower")
-        model.config.max_length = model_args.max_length
-    elif not trained:
-        model.config.max_length = min(SEED_MAX_LENGTH, limit or SEED_MAX_LENGTH)
+    if model_args.max_length is not None:  # else a fresh model's config took its default, a trained one keeps its own
+        try:
+            model.config.max_length = check_max_length(model_args.max_length, model.config.encoder_config)
+        except ValueError as err:
+            raise UserError(f"--max_length: {err}") from None
     tokenizer.model_max_length = model.config.max_length
     if model_args.freeze_encoder:
         for param in model.encoder.parameters():
@@ -76,14 +72,6 @@ def trainer_class(freeze_encoder: bool) -> type:
             super()._issue_warnings_after_load(load_result)
 
     return HeadCheckpointTrainer
-
-
-def position_limit(encoder_config: Any) -> int | None:
-    """Tokens an encoder can read: its position table for absolute positions (BERT), None for relative-only
-    (DeBERTa-v3 with position_biased_input=False reads any length)."""
-    if getattr(encoder_config, "position_biased_input", True):
-        return getattr(encoder_config, "max_position_embeddings", None)
-    return None
 
 
 def is_trained(model_name_or_path: str, model: Any) -> bool:

@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub.errors import StrictDataclassError
+
 from hub_io import UserError, claim_output_dir, push, resolve_resume, save_repo, write_atomically
 from recipe import is_trained, load_model_and_tokenizer, load_splits, tokenize, trainer_class
 from scoring import build_compute_metrics, calibrate, predict, probabilities
@@ -141,7 +143,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
     return result
 
 
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, ImportError, OSError)
+# StrictDataclassError: a config.json whose values transformers' strict config validation refuses.
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, ImportError, OSError, StrictDataclassError)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

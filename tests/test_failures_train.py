@@ -431,13 +431,20 @@ def test_save_repo_refuses_non_finite_weights(tiny_model, tiny_tokenizer, tmp_pa
 
 
 def test_a_config_temperature_that_overflows_is_an_error_not_a_nan_winner(uninterrupted, tmp_path):
+    from backbones import load_model
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import pipeline
 
     folder = tmp_path / "model"
     shutil.copytree(uninterrupted, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "temperature": 1e-45}))
-    judge = pipeline("arena-preference", model=str(folder), trust_remote_code=True)
+    with pytest.raises(StrictDataclassError, match=r"temperature=1e-45 must be between 0\.01 and 100"):
+        pipeline("arena-preference", model=str(folder), trust_remote_code=True)
+    model = load_model(str(uninterrupted))[0]
+    with torch.no_grad():  # weights that overflow reach the pipeline's own guard: an error, never a NaN winner
+        model.classifier.content.weight.fill_(float("inf"))
+    judge = pipeline("arena-preference", model=model, tokenizer=load_model(str(uninterrupted))[1])
     with pytest.raises(ValueError, match="non-finite probabilities"):
         judge({"prompt": "q", "response_a": "a long answer " * 5, "response_b": "b"})
 
@@ -493,3 +500,26 @@ def test_a_model_whose_tokenizer_was_deleted_or_replaced_is_refused(uninterrupte
         train.main(["--model_name_or_path", str(folder), "--do_predict", "--test_file", str(EXAMPLES / "test.csv"),
                     "--output_dir", str(tmp_path / "pred")])
     assert "is not the one it was saved with" in last_line(capsys.readouterr().err)
+
+
+def test_a_config_whose_head_was_removed_is_refused_not_given_a_random_head(uninterrupted, tmp_path, capsys):
+    """A rank model whose config.json lost `head` would load as classify with a freshly drawn head: its weights do
+    not cover that model, so loading fails (load_model, the Auto class, the CLI)."""
+    from backbones import load_model
+    from transformers import AutoModel
+
+    rank = tmp_path / "rank"
+    train.main(["--model_name_or_path", "embedded:tiny-deberta", "--max_length", "32", "--head", "rank",
+                "--train_file", str(EXAMPLES / "train.jsonl"), "--do_train", "--eval_strategy", "no",
+                "--max_steps", "1", "--save_strategy", "no", "--disable_tqdm", "true", "--output_dir", str(rank)])
+    config = json.loads((rank / "config.json").read_text())
+    del config["head"]
+    (rank / "config.json").write_text(json.dumps(config))
+    with pytest.raises(OSError, match=r"weights do not match its config\.json \(head='classify'\)"):
+        load_model(str(rank))
+    with pytest.raises(OSError, match="weights do not match"):
+        AutoModel.from_pretrained(str(rank), trust_remote_code=True)
+    with pytest.raises(SystemExit):
+        train.main(["--model_name_or_path", str(rank), "--do_predict", "--test_file", str(EXAMPLES / "test.csv"),
+                    "--output_dir", str(tmp_path / "pred")])
+    assert "weights do not match" in last_line(capsys.readouterr().err)

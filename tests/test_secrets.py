@@ -5,6 +5,7 @@ check is test_failures_train.py::test_the_hub_token_never_reaches_the_disk)."""
 
 from __future__ import annotations
 
+import copy
 import io
 import pickle
 
@@ -28,8 +29,8 @@ def test_the_hub_token_is_not_in_training_args_bin_but_stays_for_the_push(tmp_pa
     assert TOKEN.encode() not in buffer.getvalue()
     assert TOKEN.encode() not in pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
     assert args.hub_token == TOKEN  # the live object still pushes with it
-    reloaded = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
-    assert reloaded.hub_token is None and reloaded.learning_rate == args.learning_rate  # the rest survives
+    rebuilt = copy.copy(args)  # rebuilt from the same state that pickling writes, without unpickling anything
+    assert rebuilt.hub_token is None and rebuilt.learning_rate == args.learning_rate  # the rest survives
 
 
 def test_the_hub_token_is_not_in_the_text_forms_of_the_arguments(tmp_path):
