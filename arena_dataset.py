@@ -121,7 +121,7 @@ BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codec
 _READ_CHUNK = 1 << 24
 
 
-class _Unparsed(dict):
+class Unparsed(dict):
     """A record the reader could not parse, in place of its dict: `_check_parsed` raises its problem. A subclass
     (not a magic key) so that no key of a user's record can be mistaken for it; the one legacy key it holds lets
     older callers (leaderboard.py) recognise it too."""
@@ -163,7 +163,7 @@ def _not_regular(path: str, mode: int) -> InvalidBattleError:
                               "not a file")
 
 
-def _read_bytes(path: str) -> bytes:
+def read_bytes(path: str) -> bytes:
     """The whole file, read once, as one consistent snapshot.
 
     Only regular files: a FIFO or /dev/zero would block or never end. O_NONBLOCK makes opening a FIFO with no
@@ -260,7 +260,7 @@ def _csv_records(path: str, text: str) -> tuple[list[str], Iterator[tuple[str, d
                     unclosed = reader.line_num > start and cells[-1] and text.endswith(cells[-1])
                     hint = " (a quote never closed?)" if unclosed else ""
                     row_id = cells[header.index("id")] if "id" in header[: len(cells)] else "?"
-                    yield f"line {start}", _Unparsed(f"{len(header)} cells like the header",
+                    yield f"line {start}", Unparsed(f"{len(header)} cells like the header",
                                                      f"{len(cells)} cells{hint}", "unparseable CSV", "__cells__",
                                                      row_id)
                 else:
@@ -306,11 +306,11 @@ def _json_records(path: str, text: str) -> tuple[list[str], Iterator[tuple[str, 
         rows = [(f"record {i + 1}", r) for i, r in enumerate(whole)]
     else:  # JSON lines (also accepted in a .json file, as datasets does)
         rows = [(f"line {number}", _json_line(line)) for number, line in _lines(text)]
-    dicts = [r for _, r in rows if isinstance(r, dict) and not isinstance(r, _Unparsed)]
+    dicts = [r for _, r in rows if isinstance(r, dict) and not isinstance(r, Unparsed)]
     # The union over all records, in order of first appearance: a key the first record lacks (its label, say)
     # is still a column, and a record without it is named as the odd one out.
     columns = list(dict.fromkeys(key for r in dicts for key in r))
-    records = ((loc, r if isinstance(r, dict) else _Unparsed("a JSON object", type(r).__name__, "unparseable JSON",
+    records = ((loc, r if isinstance(r, dict) else Unparsed("a JSON object", type(r).__name__, "unparseable JSON",
                                                              "__not_object__")) for loc, r in rows)
     return columns, records
 
@@ -329,9 +329,9 @@ def _json_line(line: str) -> Any:
     try:
         return _parse_json(line)
     except json.JSONDecodeError as err:
-        return _Unparsed("a JSON object", f"{err.msg} (column {err.colno})", "unparseable JSON")
+        return Unparsed("a JSON object", f"{err.msg} (column {err.colno})", "unparseable JSON")
     except RecursionError:
-        return _Unparsed("a JSON object", "JSON nested too deeply to read", "unparseable JSON")
+        return Unparsed("a JSON object", "JSON nested too deeply to read", "unparseable JSON")
 
 
 def _parquet_records(path: str, data: bytes) -> tuple[list[str], Iterator[tuple[str, dict]]]:
@@ -368,9 +368,9 @@ def _records_of(path: str, data: bytes) -> tuple[list[str], Iterator[tuple[str, 
     return (_csv_records if suffix == ".csv" else _json_records)(path, text)
 
 
-def _read_records(path: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
-    """(columns, records) of a file: read once (`_read_bytes`), checked, decoded, parsed."""
-    return _records_of(path, _read_bytes(path))
+def read_records(path: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
+    """(columns, records) of a file: read once (`read_bytes`), checked, decoded, parsed."""
+    return _records_of(path, read_bytes(path))
 
 
 def _names(columns: Sequence[str], limit: int = 20) -> str:
@@ -493,8 +493,8 @@ def _label(record: dict, layout: Layout) -> int:
 
 
 def _check_parsed(record: dict) -> None:
-    """Rows the file readers could not parse arrive as `_Unparsed`; they fail before anything else is read."""
-    if isinstance(record, _Unparsed):
+    """Rows the file readers could not parse arrive as `Unparsed`; they fail before anything else is read."""
+    if isinstance(record, Unparsed):
         raise BattleFieldError("(row)", record.expected, record.got, record.reason)
     _check_keys(record, "(row)")
 
@@ -699,7 +699,7 @@ class ArenaBuilder(datasets.GeneratorBasedBuilder):
         validator = _Validator(self.config.skip_invalid)
         expected = set(self.config.content_sha256.split(","))
         for path in files:
-            data = _read_bytes(path)
+            data = read_bytes(path)
             if self.config.content_sha256 and _sha256(data) not in expected:
                 # Written after load_arena hashed it: these rows would be cached under the old content's key.
                 raise InvalidBattleError(f"{path}: the file changed while it was loaded; load it again once it is "
@@ -769,7 +769,7 @@ def _sha256(data: bytes) -> str:
 def _inspect(path: str) -> tuple[str, bool]:
     """(sha256 of the file's bytes, whether it carries labels). Labels are decided from the columns of all
     records (for JSON, the union over records), so the features do not hang on the first record."""
-    data = _read_bytes(path)
+    data = read_bytes(path)
     columns, _ = _records_of(path, data)
     return _sha256(data), detect_layout(columns, path).label is not None
 
@@ -977,6 +977,7 @@ def export_arena(dataset_or_dict: datasets.Dataset | datasets.DatasetDict, folde
 
 __all__ = [
     "ARENA_FEATURES", "ArenaBuilder", "ArenaBuilderConfig", "BATTLE_FEATURES", "InvalidBattleError", "Layout",
-    "TOWER_FEATURES", "detect_layout", "export_arena", "load_arena", "prompt_group", "split_by_prompt",
+    "TOWER_FEATURES", "Unparsed", "detect_layout", "export_arena", "load_arena", "prompt_group", "read_bytes",
+    "read_records", "split_by_prompt",
     "swap_battles", "tokenize_arena",
 ]

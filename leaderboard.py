@@ -75,6 +75,11 @@ class LeaderboardArguments:
         default=None, metadata={"help": "MODEL=RATING pins one model's rating (e.g. gpt-4=1000); default: the "
                                         "mean rating is 1000."},
     )
+    precision: str = field(
+        default="auto",
+        metadata={"help": "Encoder arithmetic for scoring: auto (bf16 on CPUs with AMX/AVX512-BF16 and on GPUs, fp32 "
+                          "elsewhere), fp32, bf16, fp16, int8.", "choices": ["auto", "fp32", "bf16", "fp16", "int8"]},
+    )
     bootstrap: int = field(default=100, metadata={"help": "Bootstrap resamples of the prompts (0: no intervals)."})
     seed: int = field(default=0, metadata={"help": "Seed of pair sampling and of the bootstrap."})
     batch_size: int = field(default=16, metadata={"help": "Battles per forward pass."})
@@ -93,19 +98,20 @@ class LeaderboardError(ValueError):
 
 # -------------------------------------------------------------------------------------------------------- battles
 def _stamp(path: str) -> str:
-    """What makes a cached Arrow copy of `path` stale: its absolute path, size and modification time. A string:
-    datasets would shard the generator over the items of a list."""
-    stat = os.stat(path)
-    return f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}"
+    """What makes a cached Arrow copy of `path` stale: its absolute path and the sha256 of its bytes (not its size
+    and mtime, which `cp -p` and `rsync -t` keep). A string: datasets would shard the generator over a list."""
+    from arena_dataset import read_bytes
+
+    return f"{os.path.abspath(path)}:{hashlib.sha256(read_bytes(path)).hexdigest()}"
 
 
 def _response_rows(path: str, stamp: str) -> Iterator[dict[str, Any]]:
     """Rows of a responses file, validated: {group, row, location, prompt (turns), model, response (turns)}.
     Reads through the same record readers as arena_dataset (CSV streamed, with physical line numbers)."""
-    from arena_dataset import InvalidBattleError, _read_records
+    from arena_dataset import InvalidBattleError, Unparsed, read_records
     from encoding_arena import BattleFieldError, as_turns
 
-    columns, records = _read_records(path)
+    columns, records = read_records(path)
     missing = [c for c in RESPONSE_COLUMNS if c not in columns]
     if missing:
         raise InvalidBattleError(f"{path}: missing column(s) {missing}; a responses file needs "
@@ -115,7 +121,7 @@ def _response_rows(path: str, stamp: str) -> Iterator[dict[str, Any]]:
         def problem(field: str, message: str) -> InvalidBattleError:
             return InvalidBattleError(f"{path}, {location}, field {field!r}: {message}", "invalid row")
 
-        if "__cells__" in record or "__json_error__" in record or "__not_object__" in record:
+        if isinstance(record, Unparsed):
             raise problem("(row)", f"not a readable record ({record})")
         turns = {}
         for name in ("prompt", "response"):
@@ -692,7 +698,7 @@ def run(args: LeaderboardArguments) -> dict[str, Any] | None:
 
     set_seed(args.seed)  # an embedded: name gets a fresh head: the same on every process
     model, tokenizer = load_model(args.model_name_or_path)
-    judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer, device=state.device)
+    judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer, device=state.device, precision=args.precision)
     fingerprint = model_fingerprint(args.model_name_or_path, model)
     style_reason: str | None = "not checked"
     cache, tally, scored_now = None, Tally(), 0
@@ -711,7 +717,8 @@ def run(args: LeaderboardArguments) -> dict[str, Any] | None:
                 style_reason = style_control_reason(judge, chunk[0])
                 use_cache = args.cache_dir is None or args.cache_dir.lower() != "none"
                 folder = Path(args.cache_dir) if args.cache_dir and use_cache else _default_cache_dir()
-                name = f"{fingerprint[:32]}-swap_tta-style{int(style_reason is None)}-v{CACHE_VERSION}.sqlite"
+                name = (f"{fingerprint[:32]}-{judge.precision}-swap_tta-style{int(style_reason is None)}"
+                        f"-v{CACHE_VERSION}.sqlite")
                 cache = ScoreCache(folder / name if use_cache else None)
                 if writer is not None:
                     writer.writerow(["id", "group", "model_a", "model_b", *LABELS,
@@ -741,6 +748,7 @@ def run(args: LeaderboardArguments) -> dict[str, Any] | None:
         board = rate(scored, args.bootstrap, args.seed, args.anchor, style_reason)
         board["produced_by"] = {
             "model_name_or_path": args.model_name_or_path, "model_fingerprint": fingerprint, "input": path,
+            "precision": judge.precision,
             "input_kind": kind, "n_battles": len(scored.probs), "n_prompts": int(scored.group.max()) + 1,
             "n_models": len(scored.models), "labelled": scored.labels is not None, "bootstrap": args.bootstrap,
             "seed": args.seed, "anchor": args.anchor, "max_pairs_per_prompt": args.max_pairs_per_prompt,

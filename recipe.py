@@ -130,8 +130,8 @@ def _require_labels(split: Any, name: str) -> None:
                         "training and evaluation need them")
 
 
-def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, data_args: DataArguments,
-             training_args: Any, freeze_encoder: bool) -> dict[str, Any]:
+def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, model_args: ModelArguments,
+             data_args: DataArguments, training_args: Any) -> dict[str, Any]:
     """Tower inputs for train/validation through arena_dataset.tokenize_arena (encoding_arena underneath, the
     same path the pipeline takes at prediction time); with a frozen encoder, its pooled towers in place of the
     token ids (pooled_towers.embed_towers: one encoder pass, cached, instead of one per epoch), computed on the
@@ -145,9 +145,10 @@ def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, data_args: Data
     for name in ("train", "validation"):
         if name in splits:
             out[name] = tokenize_arena(splits[name], tokenizer, model.config.max_length, model.config.truncation)
-            if freeze_encoder:
+            if model_args.freeze_encoder:
                 model.to(training_args.device)  # Trainer would move it there next; the pass runs there too
-                out[name] = embed_towers(out[name], model, batch_size=training_args.per_device_eval_batch_size)
+                out[name] = embed_towers(out[name], model, batch_size=training_args.per_device_eval_batch_size,
+                                         precision=model_args.precision)
     if data_args.swap_augment and "train" in out:
         out["train"] = concatenate_datasets([out["train"], swap_battles(out["train"])])
     return {name: model_columns(split) for name, split in out.items()}

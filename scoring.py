@@ -61,16 +61,18 @@ def calibrate(trainer: Any, output: Any, metrics: dict[str, float]) -> np.ndarra
     return calibrated
 
 
-def predict(model: Any, tokenizer: Any, test: Any, output_dir: str | Path, batch_size: int, swap_tta: bool) -> Path:
+def predict(model: Any, tokenizer: Any, test: Any, output_dir: str | Path, batch_size: int, swap_tta: bool,
+            precision: str = "auto") -> tuple[Path, str]:
     """Score every test battle with the arena-preference pipeline and write predictions.csv (Kaggle format:
-    id,winner_model_a,winner_model_b,winner_tie; one row per input row, in input order)."""
+    id,winner_model_a,winner_model_b,winner_tie; one row per input row, in input order). Returns the file and the
+    precision the pipeline ran in (`precision_arena.resolve_precision`)."""
     from tqdm.auto import tqdm
 
     from configuration_arena import LABELS
     from encoding_arena import BATTLE_KEYS
     from pipeline_arena import ArenaPreferencePipeline
 
-    judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer)
+    judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer, precision=precision)
     battles = ({key: row[key] for key in BATTLE_KEYS} for row in test)
     results = judge(battles, batch_size=batch_size, swap_tta=swap_tta)  # a generator in, a stream out
     path = Path(output_dir) / "predictions.csv"
@@ -83,7 +85,7 @@ def predict(model: Any, tokenizer: Any, test: Any, output_dir: str | Path, batch
                 writer.writerow([battle_id, *(f"{result[label]:.6f}" for label in LABELS)])
 
     write_atomically(path, write)
-    return path
+    return path, judge.precision
 
 
 __all__ = ["build_compute_metrics", "calibrate", "predict", "probabilities"]

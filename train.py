@@ -64,7 +64,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
         model, tokenizer = load_model_and_tokenizer(model_args)
         if training_args.do_train:  # the saved config says how the weights were trained, as the card does
             model.config.encoder_frozen = model_args.freeze_encoder
-        tokenized = tokenize(splits, tokenizer, model, data_args, training_args, model_args.freeze_encoder)
+        tokenized = tokenize(splits, tokenizer, model, model_args, data_args, training_args)
         compute_metrics = build_compute_metrics()
     logger.info("model %s: head=%s, max_length=%d, %s parameters (%s trainable%s)", model_args.model_name_or_path,
                 model.config.head, model.config.max_length, f"{model.num_parameters():,}",
@@ -131,9 +131,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
             # Under --bf16/--fp16 accelerate wraps forward in autocast; the pipeline gets the plain model and
             # predicts in the model's own precision.
             plain = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-            path = predict(plain, tokenizer, splits["test"], output_dir,
-                           training_args.per_device_eval_batch_size, data_args.swap_tta)
-            logger.info("wrote %d predictions to %s", len(splits["test"]), path)
+            path, precision = predict(plain, tokenizer, splits["test"], output_dir,
+                                      training_args.per_device_eval_batch_size, data_args.swap_tta,
+                                      model_args.precision)
+            trainer.save_metrics("predict", {"predict_samples": len(splits["test"]), "predict_precision": precision})
+            logger.info("wrote %d predictions to %s (%s)", len(splits["test"]), path, precision)
             result["predictions"] = path
         if wants_push:
             if not training_args.do_train and not (output_dir / "config.json").is_file():

@@ -68,6 +68,12 @@ class ModelArguments:
                           "head on them. false: fine-tune the whole encoder (see examples/finetune.yaml for that "
                           "recipe's values; for a GPU and tens of thousands of battles)."},
     )
+    precision: str = field(
+        default="auto",
+        metadata={"help": "Encoder arithmetic for the frozen recipe's pooling pass and --do_predict: auto (bf16 on "
+                          "CPUs with AMX/AVX512-BF16 and on GPUs, fp32 elsewhere), fp32, bf16, fp16, int8 (CPU).",
+                  "choices": ["auto", "fp32", "bf16", "fp16", "int8"]},
+    )
     space_dir: str | None = field(
         default=None,
         metadata={"help": "Also write a Hugging Face Space (a Gradio demo of the trained model, app.py) into this "

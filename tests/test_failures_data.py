@@ -452,7 +452,7 @@ def test_five_thousand_battles_stream_in_flat_memory_and_match_chunked_scoring(j
 
 
 # --- issue 18: valid input is read as valid, invalid input is named (encodings, file kinds, types, caches) ----------
-# Every file read goes through one reader (arena_dataset._read_bytes -> _sniff -> _decode -> the format's parser),
+# Every file read goes through one reader (arena_dataset.read_bytes -> _sniff -> _decode -> the format's parser),
 # so each case here checks that shared mechanism; docs/hostile-inputs.md lists them all.
 
 LINE_BREAKS = "\u2028\u2029\u0085\x0b\x0c\x1c\x1d\x1e"  # all that str.splitlines() would split on besides \r, \n

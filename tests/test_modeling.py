@@ -302,6 +302,22 @@ def test_swapping_a_and_b_in_real_battles_swaps_the_probabilities(tmp_path, tiny
         with open(path, newline="") as handle:
             return [[float(row[k]) for k in labels] for row in csv.DictReader(handle)]
 
-    p = read(predict(model, tiny_tokenizer, data, tmp_path / "plain", batch_size=8, swap_tta=False))
-    q = read(predict(model, tiny_tokenizer, swap_battles(data), tmp_path / "swapped", batch_size=8, swap_tta=False))
+    p = read(predict(model, tiny_tokenizer, data, tmp_path / "plain", batch_size=8, swap_tta=False)[0])
+    q = read(predict(model, tiny_tokenizer, swap_battles(data), tmp_path / "swapped", batch_size=8, swap_tta=False)[0])
     assert [[b, a, t] for a, b, t in p] == q
+
+
+def test_pool_layers_pools_the_mean_of_the_last_hidden_layers(tiny_model, tiny_batch):
+    from modeling_arena import pool
+
+    assert tiny_model.config.pool_layers == 3  # a fresh model's default (tiny-deberta: embeddings and 2 layers)
+    tiny_model.eval()
+    ids, mask = tiny_batch["input_ids_a"], tiny_batch["attention_mask_a"]
+    with torch.no_grad():
+        states = tiny_model.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        expected = pool((states[-1] + states[-2] + states[-3]) / 3, mask, "mean")
+        torch.testing.assert_close(tiny_model.encode(ids, mask), expected)
+        tiny_model.config.pool_layers = 1
+        torch.testing.assert_close(tiny_model.encode(ids, mask), pool(states[-1], mask, "mean"))
+    with pytest.raises(ValueError, match="pool_layers"):
+        ArenaModel(ArenaConfig(encoder_config=tiny_model.config.encoder_config.to_dict(), pool_layers=9))

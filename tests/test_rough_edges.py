@@ -116,7 +116,7 @@ def test_frozen_recipe_checkpoints_hold_the_head_only_and_resume_onto_the_encode
             "--disable_tqdm", "true", "--report_to", "none"])
         splits = recipe.load_splits(data_args, training_args)
         model, tokenizer = recipe.load_model_and_tokenizer(model_args)
-        train = recipe.tokenize(splits, tokenizer, model, data_args, training_args, freeze_encoder=True)["train"]
+        train = recipe.tokenize(splits, tokenizer, model, model_args, data_args, training_args)["train"]
         return recipe.trainer_class(model_args.freeze_encoder)(
             model=model, args=training_args, train_dataset=train, processing_class=tokenizer,
             data_collator=ArenaCollator(pad_token_id=tokenizer.pad_token_id))

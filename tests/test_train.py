@@ -494,3 +494,9 @@ def test_space_dir_writes_a_gradio_space_of_the_trained_model(data, tmp_path):
     header = (space / "README.md").read_text().split("---")[1]
     assert "sdk: gradio" in header and "app_file: app.py" in header
     assert (space / "app.py").is_file() and (space / "requirements.txt").is_file()
+
+
+def test_predictions_record_the_precision_they_ran_in(trained):
+    _, result = trained
+    predict_results = json.loads((result["output_dir"] / "predict_results.json").read_text())
+    assert predict_results["predict_precision"] in ("fp32", "bf16", "fp16")
