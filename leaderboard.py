@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from hub_io import write_atomically
+
 LABELS = ("winner_model_a", "winner_model_b", "winner_tie")
 ELO_SCALE = 400 / math.log(10)  # rating = 400 log10(pi) = ELO_SCALE * theta, theta = log(pi)
 CACHE_VERSION = 1  # bump when what a cached score means changes
@@ -547,20 +549,6 @@ def rate(scored: ScoredBattles, bootstrap: int = 100, seed: int = 0, anchor: str
 
 
 # -------------------------------------------------------------------------------------------------------- outputs
-def write_atomically(path: Path, write) -> None:
-    """`write(temporary path)`, then move it onto `path`: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(temp))
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-
-
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
