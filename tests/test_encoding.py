@@ -266,3 +266,11 @@ def test_one_battle_costs_what_its_token_budget_implies(response, max_seconds, m
                          capture_output=True, text=True, timeout=300, check=True).stdout.split()
     seconds, extra_kb = float(out[0]), int(out[1])
     assert seconds < max_seconds and extra_kb / 1024 < max_extra_mb, (seconds, extra_kb)
+
+
+def test_deeply_nested_text_is_one_turn_not_a_crash():
+    """JSON nested past Python's recursion limit is bad JSON: the pipeline's reading keeps it as text."""
+    text = "[" * 100_000
+    assert as_turns(text, "prompt") == [text]
+    with pytest.raises(ValueError, match="prompt: expected a JSON list of turn strings"):
+        as_turns(text, "prompt", json_lists=True)
