@@ -75,6 +75,10 @@ class ArenaConfig(PretrainedConfig):
             construction: P(A wins | a, b) = P(B wins | b, a). Turn it on only for data whose A/B order itself
             carries information you want predicted (e.g. a judge who saw the answers in this order and favours
             one position).
+        pool_layers (`int`, *optional*, defaults to 1): pool the mean of the encoder's last `pool_layers` hidden
+            layers instead of the last one only (1). Lower layers keep more of the surface of the text, which a
+            frozen encoder's last layer (trained for sentence similarity) smooths away. A fresh model from
+            `ArenaModel.from_encoder` defaults to 3.
         temperature (`float`, *optional*, defaults to 1.0): logits are divided by it (calibration fitted after
             training).
         classifier_dropout (`float`, *optional*, defaults to 0.0): dropout on the pooled embeddings.
@@ -106,6 +110,7 @@ class ArenaConfig(PretrainedConfig):
     truncation: Literal["latest_turns", "head"] = "latest_turns"
     style_features: bool = True
     position_bias: bool = False
+    pool_layers: int = 1
     temperature: float | int = 1.0
     classifier_dropout: float | int = 0.0
     encoder_frozen: bool | None = None

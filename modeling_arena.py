@@ -22,6 +22,9 @@ except ImportError:  # imported from the project checkout / installed distributi
     from encoding_arena import STYLE_FEATURES
 
 
+# Hidden layers a fresh model averages before pooling: lower layers keep surface detail that the last layer of a
+# frozen sentence encoder smooths away; chosen by grouped cross-validation on real votes (bench/quality.py).
+FRESH_POOL_LAYERS = 3
 # A class registers for one auto class only (AutoModel, below); this second key is written into config.auto_map.
 AUTO_MAP_EXTRA = {"AutoModelForSequenceClassification": "modeling_arena.ArenaModel"}
 
@@ -201,6 +204,10 @@ class ArenaModel(ArenaPreTrainedModel):
         self.config.auto_map = {**AUTO_MAP_EXTRA, **(getattr(config, "auto_map", None) or {})}
         self.encoder = encoder if encoder is not None else AutoModel.from_config(config.encoder_config)
         hidden = config.encoder_config.hidden_size
+        layers = getattr(config, "pool_layers", 1)
+        if not 1 <= layers <= config.encoder_config.num_hidden_layers + 1:
+            raise ValueError(f"ArenaConfig: pool_layers={layers} must be between 1 and the encoder's "
+                             f"{config.encoder_config.num_hidden_layers} layers + 1 (its embeddings)")
         n_style = len(STYLE_FEATURES) if config.style_features else 0
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = None
@@ -232,11 +239,14 @@ class ArenaModel(ArenaPreTrainedModel):
     def from_encoder(cls, encoder: str | PreTrainedModel, **config_kwargs: Any) -> ArenaModel:
         """A fresh ArenaModel around a pretrained encoder (a `PreTrainedModel`, a local path or a Hub id).
 
-        The heads are newly initialised; `config_kwargs` go to `ArenaConfig` (e.g. `head="rank"`). Load the
+        The heads are newly initialised; `config_kwargs` go to `ArenaConfig` (e.g. `head="rank"`). A fresh model
+        pools the mean of the last `FRESH_POOL_LAYERS` hidden layers unless `pool_layers` is given (a saved model
+        keeps the value it was trained with; configs without the field mean 1). Load the
         matching tokenizer with `AutoTokenizer.from_pretrained` on the same path.
         """
         if isinstance(encoder, str):
             encoder = AutoModel.from_pretrained(encoder)
+        config_kwargs.setdefault("pool_layers", min(FRESH_POOL_LAYERS, encoder.config.num_hidden_layers + 1))
         config = ArenaConfig(encoder_config=encoder.config.to_dict(), **config_kwargs)
         return cls(config, encoder=encoder)
 
@@ -247,8 +257,11 @@ class ArenaModel(ArenaPreTrainedModel):
         self.encoder.set_input_embeddings(value)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """`(N, L)` token ids and mask -> `(N, H)` pooled embeddings."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        """`(N, L)` token ids and mask -> `(N, H)` pooled embeddings (of the mean of the last `config.pool_layers`
+        hidden layers)."""
+        layers = getattr(self.config, "pool_layers", 1)
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layers > 1)
+        hidden = output.last_hidden_state if layers == 1 else torch.stack(output.hidden_states[-layers:]).mean(0)
         return pool(hidden, attention_mask, self.config.pooling)
 
     def reward(
