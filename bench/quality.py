@@ -442,8 +442,23 @@ def leave_one_source_out(battles: Battles, source: int) -> tuple[np.ndarray, np.
     return train, test
 
 
+def study_setup():
+    """Two threads, no progress bars or load messages (for benchmarks that run many fits); returns the repo's
+    evaluate metric."""
+    import evaluate
+    from datasets.utils.logging import disable_progress_bar
+    from transformers.utils import logging as transformers_logging
+
+    disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    torch.set_num_threads(2)
+    return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
+
+
 # ---------------------------------------------------------------------------------------------------- the study
-DEFAULT_NEW = "new default: symmetric head + style terms"
+DEFAULT_NEW = "new default: symmetric head + style terms, mean of last 3 layers"
+LAST_LAYER = "symmetric head + style terms, last layer only"
 REFERENCE = "today's default + swap TTA"
 BASELINES = ("symmetric class prior", "own-order class prior", "length LR (swap-aug, swap-avg)")
 RECIPES: dict[str, Recipe] = {
@@ -452,19 +467,20 @@ RECIPES: dict[str, Recipe] = {
     "rank (Davidson) head, new style": Recipe(head="rank"),
     "symmetric head, today's style features": Recipe(style="legacy"),
     "symmetric head, no style": Recipe(style="none"),
-    DEFAULT_NEW: Recipe(),
+    DEFAULT_NEW: Recipe(pooling="mean_last3"),
+    LAST_LAYER: Recipe(),
     "+ position_bias (opt-in)": Recipe(position_bias=True),
     "tie: constant only": Recipe(tie="constant"),
     "tie: + a*b": Recipe(tie="absdiff+product"),
     "pooling: mean of last 2 layers": Recipe(pooling="mean_last2"),
-    "pooling: mean of last 3 layers": Recipe(pooling="mean_last3"),
+    "pooling: mean of last 4 layers": Recipe(pooling="mean_last4"),
     "pooling: mean of all 6 layers": Recipe(pooling="mean_last6"),
     "pooling: concat last 2 layers": Recipe(pooling="concat_last2"),
     "pooling: answer tokens only": Recipe(pooling="response"),
     "+ prompt-answer relevance": Recipe(relevance=True),
     "+ HH-RLHF extra votes": Recipe(extra=True),
 }
-LOSO_RECIPES = (REFERENCE, DEFAULT_NEW, "+ HH-RLHF extra votes", "pooling: mean of last 3 layers")
+LOSO_RECIPES = (REFERENCE, DEFAULT_NEW, LAST_LAYER, "+ HH-RLHF extra votes")
 
 
 def predict(name: str, train: Battles, test: Battles, seed: int, extra: Battles | None) -> Prediction:
