@@ -70,7 +70,7 @@ def embed_towers(dataset: datasets.Dataset, model: Any, batch_size: int = 16, ch
     # The precision is part of it: bf16 vectors differ from fp32 ones (by ~1e-3), and a cache filled on one
     # machine must not answer for another precision.
     fingerprint = Hasher.hash([dataset._fingerprint, weights_digest(model.encoder), model.config.pooling,
-                               precision, _SOURCE_HASH])
+                               getattr(model.config, "pool_layers", 1), precision, _SOURCE_HASH])
     was_training = model.training
     model.eval()
     runner.eval()

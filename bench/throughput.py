@@ -44,7 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.append(str(ROOT / "bench"))  # after the repo root: bench/leaderboard.py must not hide leaderboard.py
 DEV_CSV = ROOT.parent / "shared" / "data" / "arena_dev.csv"
 RESULTS = ROOT / "bench" / "results"
 MAX_LENGTH = 512

@@ -8,7 +8,7 @@ import torch
 from conftest import BATTLES, ROOT
 from encoding_arena import ArenaCollator, encode_battles
 
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.append(str(ROOT / "bench"))  # after the repo root: bench/leaderboard.py must not hide leaderboard.py
 from seed_reference import seed_batches, seed_logits  # noqa: E402
 from throughput import (  # noqa: E402
     encoder_flops,

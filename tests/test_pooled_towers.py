@@ -72,3 +72,12 @@ def test_swapping_a_pooled_battle_exchanges_its_towers_and_mirrors_the_label(tin
     assert swapped["pooled_a"] == pooled["pooled_b"] and swapped["pooled_b"] == pooled["pooled_a"]
     assert swapped["style_a"] == pooled["style_b"]
     assert swapped["label"] == [{0: 1, 1: 0, 2: 2}[y] for y in pooled["label"]]
+
+
+def test_the_cache_key_follows_the_layers_pooled(tiny_model, tokenized):
+    """A cache pooled from the last layer only must not be reused by a model that pools the last two."""
+    tiny_model.config.pool_layers = 1
+    one = embed_towers(tokenized, tiny_model)
+    tiny_model.config.pool_layers = 2
+    two = embed_towers(tokenized, tiny_model)
+    assert two._fingerprint != one._fingerprint and two["pooled_a"] != one["pooled_a"]

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.append(str(ROOT / "bench"))  # after the repo root: bench/leaderboard.py must not hide leaderboard.py
 import quality  # noqa: E402
 from encoding_arena import STYLE_FEATURES  # noqa: E402
 
