@@ -62,10 +62,11 @@ def calibrate(trainer: Any, output: Any, metrics: dict[str, float]) -> np.ndarra
 
 
 def predict(model: Any, tokenizer: Any, test: Any, output_dir: str | Path, batch_size: int, swap_tta: bool,
-            precision: str = "auto") -> tuple[Path, str]:
+            precision: str = "auto", style_control: bool = False) -> tuple[Path, str]:
     """Score every test battle with the arena-preference pipeline and write predictions.csv (Kaggle format:
     id,winner_model_a,winner_model_b,winner_tie; one row per input row, in input order). Returns the file and the
-    precision the pipeline ran in (`precision_arena.resolve_precision`)."""
+    precision the pipeline ran in (`precision_arena.resolve_precision`). With `style_control`, three more columns:
+    `style_controlled_<label>`, the content-only probabilities."""
     from tqdm.auto import tqdm
 
     from configuration_arena import LABELS
@@ -74,15 +75,17 @@ def predict(model: Any, tokenizer: Any, test: Any, output_dir: str | Path, batch
 
     judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer, precision=precision)
     battles = ({key: row[key] for key in BATTLE_KEYS} for row in test)
-    results = judge(battles, batch_size=batch_size, swap_tta=swap_tta)  # a generator in, a stream out
+    results = judge(battles, batch_size=batch_size, swap_tta=swap_tta,  # a generator in, a stream out
+                    **({"style_control": True} if style_control else {}))
     path = Path(output_dir) / "predictions.csv"
 
     def write(temp: Path) -> None:
         with open(temp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["id", *LABELS])
+            writer.writerow(["id", *LABELS, *(f"style_controlled_{label}" for label in LABELS if style_control)])
             for battle_id, result in tqdm(zip(test["id"], results), total=len(test), desc="Predicting"):
-                writer.writerow([battle_id, *(f"{result[label]:.6f}" for label in LABELS)])
+                content = [f"{result['style_controlled'][label]:.6f}" for label in LABELS] if style_control else []
+                writer.writerow([battle_id, *(f"{result[label]:.6f}" for label in LABELS), *content])
 
     write_atomically(path, write)
     return path, judge.precision

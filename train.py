@@ -133,7 +133,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
             plain = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
             path, precision = predict(plain, tokenizer, splits["test"], output_dir,
                                       training_args.per_device_eval_batch_size, data_args.swap_tta,
-                                      model_args.precision)
+                                      model_args.precision, data_args.style_control)
             trainer.save_metrics("predict", {"predict_samples": len(splits["test"]), "predict_precision": precision})
             logger.info("wrote %d predictions to %s (%s)", len(splits["test"]), path, precision)
             result["predictions"] = path

@@ -113,6 +113,11 @@ class DataArguments:
         default=False,
         metadata={"help": "Predict each test battle in both A/B orders and average (test-time augmentation)."},
     )
+    style_control: bool = field(
+        default=False,
+        metadata={"help": "With --do_predict: add style_controlled_winner_model_a/_b/_tie columns, the probabilities "
+                          "with the style terms removed (what the model thinks of the content alone)."},
+    )
     skip_invalid: bool = field(
         default=False, metadata={"help": "Skip (and count) rows that do not fit the schema instead of stopping."}
     )

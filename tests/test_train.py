@@ -500,3 +500,13 @@ def test_predictions_record_the_precision_they_ran_in(trained):
     _, result = trained
     predict_results = json.loads((result["output_dir"] / "predict_results.json").read_text())
     assert predict_results["predict_precision"] in ("fp32", "bf16", "fp16")
+
+
+def test_style_control_adds_the_content_only_columns_to_the_predictions(trained, data, tmp_path):
+    _, result = trained
+    train.main(["--model_name_or_path", str(result["output_dir"]), "--do_predict", "--test_file", str(data["test"]),
+                "--output_dir", str(tmp_path), "--style_control", "--disable_tqdm", "true"])
+    rows = read_predictions(tmp_path / "predictions.csv")
+    assert rows[0][4:] == [f"style_controlled_{label}" for label in ("winner_model_a", "winner_model_b", "winner_tie")]
+    for row in rows[1:]:
+        assert sum(float(v) for v in row[4:]) == pytest.approx(1, abs=1e-5)
