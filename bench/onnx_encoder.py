@@ -19,14 +19,18 @@ from transformers.modeling_outputs import BaseModelOutput
 
 
 class _HiddenStates(nn.Module):
-    """The encoder as a function of (input_ids, attention_mask) -> last_hidden_state: the graph that is exported."""
+    """The encoder as a function of (input_ids, attention_mask) -> the hidden states the model pools (the mean of its
+    last `layers` layers, `ArenaConfig.pool_layers`): the graph that is exported."""
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, layers: int = 1) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.layers = encoder, layers
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.layers > 1)
+        if self.layers == 1:
+            return output.last_hidden_state
+        return torch.stack(output.hidden_states[-self.layers:]).mean(0)
 
 
 def export_encoder(model, out_dir: Path, int8: bool = True) -> dict[str, Path]:
@@ -45,7 +49,8 @@ def export_encoder(model, out_dir: Path, int8: bool = True) -> dict[str, Path]:
     raw = out_dir / "encoder_raw.onnx"
     example = (torch.ones(2, 16, dtype=torch.long), torch.ones(2, 16, dtype=torch.long))
     axes = {0: "batch", 1: "length"}
-    torch.onnx.export(_HiddenStates(encoder), example, str(raw), input_names=["input_ids", "attention_mask"],
+    pooled_layers = _HiddenStates(encoder, getattr(model.config, "pool_layers", 1))
+    torch.onnx.export(pooled_layers, example, str(raw), input_names=["input_ids", "attention_mask"],
                       output_names=["last_hidden_state"], opset_version=17, dynamo=False,
                       dynamic_axes={"input_ids": axes, "attention_mask": axes, "last_hidden_state": axes})
     config = model.config.encoder_config
@@ -74,9 +79,12 @@ class OnnxRuntimeEncoder(nn.Module):
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> BaseModelOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                output_hidden_states: bool = False) -> BaseModelOutput:
         feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
-        return BaseModelOutput(last_hidden_state=torch.from_numpy(self.session.run(None, feeds)[0]))
+        hidden = torch.from_numpy(self.session.run(None, feeds)[0])
+        # The graph already averaged the layers the model pools: handed back as the only "layer", its mean is itself.
+        return BaseModelOutput(last_hidden_state=hidden, hidden_states=(hidden,) if output_hidden_states else None)
 
 
 def onnx_runner(model, path: Path, threads: int):
