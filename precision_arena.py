@@ -94,16 +94,19 @@ def resolve_precision(requested: str = "auto", device: torch.device | str | None
 
 
 class _FloatHiddenStates(nn.Module):
-    """An encoder in bf16/fp16 whose `last_hidden_state` comes back in fp32, so that pooling and the head (fp32)
-    see fp32 inputs: mask-weighted means over hundreds of tokens lose precision when summed in bf16."""
+    """An encoder in bf16/fp16 whose hidden states (the last one, and every layer's when asked: the model may pool
+    the mean of its last layers) come back in fp32, so that pooling and the head (fp32) see fp32 inputs:
+    mask-weighted means over hundreds of tokens lose precision when summed in bf16."""
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
         self.inner = encoder
 
     def forward(self, *args: Any, **kwargs: Any) -> BaseModelOutput:
-        hidden = self.inner(*args, **kwargs).last_hidden_state
-        return BaseModelOutput(last_hidden_state=hidden.float())
+        output = self.inner(*args, **kwargs)
+        layers = output.hidden_states
+        return BaseModelOutput(last_hidden_state=output.last_hidden_state.float(),
+                               hidden_states=None if layers is None else tuple(h.float() for h in layers))
 
     def get_input_embeddings(self) -> nn.Module:
         return self.inner.get_input_embeddings()
