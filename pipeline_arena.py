@@ -127,7 +127,7 @@ class ArenaPreferencePipeline(Pipeline):
         if return_logits is not None:
             postprocess["return_logits"] = flag(return_logits, "return_logits")
         if style_control is not None:
-            forward["style_control"] = postprocess["style_control"] = bool(style_control)
+            forward["style_control"] = postprocess["style_control"] = flag(style_control, "style_control")
         return preprocess, forward, postprocess
 
     # ------------------------------------------------------------------------------------------ one battle at a time

@@ -300,8 +300,9 @@ def test_on_off_options_read_words_as_they_mean(judge, word, expected):
 
 @pytest.mark.parametrize("value", ["maybe", 2, None.__class__, [True]])
 def test_on_off_options_refuse_other_values(judge, value):
-    with pytest.raises(ValueError, match="swap_tta=.*expected True or False"):
-        judge(BATTLES[0], swap_tta=value)
+    for option in ("swap_tta", "return_logits", "style_control"):
+        with pytest.raises(ValueError, match=f"{option}=.*expected True or False"):
+            judge(BATTLES[0], **{option: value})
 
 
 def test_style_control_adds_the_content_only_probabilities(judge):
