@@ -545,6 +545,8 @@ def rate(scored: ScoredBattles, bootstrap: int = 100, seed: int = 0, anchor: str
     }
     if human is not None:
         board["agreement"] = agreement(ratings, human, scored.probs, scored.labels)
+        if style is not None:  # does the content-only leaderboard track the votes better than the full one?
+            board["agreement_style_controlled"] = agreement(style, human, scored.style_probs, scored.labels)
     return board
 
 
@@ -575,6 +577,10 @@ def markdown(board: dict[str, Any]) -> str:
         lines += ["", f"Agreement with the human votes: Kendall tau {a['kendall_tau']:.3f}, Spearman "
                       f"{a['spearman']:.3f}, pairwise order accuracy {a['pairwise_accuracy']:.3f}, log loss per "
                       f"battle {a['log_loss']:.4f}."]
+        if "agreement_style_controlled" in board:
+            a = board["agreement_style_controlled"]
+            lines += ["", f"The style-controlled ratings' agreement: Kendall tau {a['kendall_tau']:.3f}, Spearman "
+                          f"{a['spearman']:.3f}, pairwise order accuracy {a['pairwise_accuracy']:.3f}."]
     return "\n".join(lines) + "\n"
 
 

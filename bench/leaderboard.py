@@ -86,9 +86,12 @@ def real(folds: int, seed: int, bootstrap: int, recipes: list[str] | None, limit
                 row["human_ci_low"], row["human_ci_high"] = human_ci[row["model"]]
             human = sorted(board["models"], key=lambda r: -r["human_rating"])
             per_source[label] = {"battles": len(rows), "models": len(models), "agreement": board["agreement"],
+                                 "agreement_style_controlled": board.get("agreement_style_controlled"),
                                  "predicted_order": [r["model"] for r in board["models"]],
                                  "human_order": [r["model"] for r in human], "rows": board["models"]}
-            print(f"{name} / {label}: tau {board['agreement']['kendall_tau']:.3f}", flush=True)
+            controlled = board.get("agreement_style_controlled")
+            print(f"{name} / {label}: tau {board['agreement']['kendall_tau']:.3f}"
+                  + (f", style-controlled {controlled['kendall_tau']:.3f}" if controlled else ""), flush=True)
         results[name] = per_source
     return {"folds": folds, "seed": seed, "bootstrap": bootstrap, "recipes": results}
 
@@ -187,13 +190,15 @@ def render(report: dict) -> str:
                   f"the same fit on the human votes; {r['bootstrap']} bootstrap resamples of prompts, seed "
                   f"{r['seed']}. Issue 17's target: MT-Bench Kendall tau at least 0.73 (at most two of fifteen model "
                   "pairs out of order).", "",
-                  "| recipe | source | battles | models | Kendall tau | Spearman | pairwise order | log loss |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| recipe | source | battles | models | Kendall tau | Spearman | pairwise order | log loss | "
+                  "style-controlled: tau / pairwise order |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, per in r["recipes"].items():
             for source, s in per.items():
-                a = s["agreement"]
+                a, c = s["agreement"], s.get("agreement_style_controlled")
+                content = f"{c['kendall_tau']:.3f} / {c['pairwise_accuracy']:.3f}" if c else "n/a"
                 lines.append(f"| {name} | {source} | {s['battles']} | {s['models']} | {a['kendall_tau']:.3f} | "
-                             f"{a['spearman']:.3f} | {a['pairwise_accuracy']:.3f} | {a['log_loss']:.4f} |")
+                             f"{a['spearman']:.3f} | {a['pairwise_accuracy']:.3f} | {a['log_loss']:.4f} | {content} |")
         lines += [""]
         for name, per in r["recipes"].items():
             for source, s in per.items():

@@ -207,6 +207,10 @@ def test_style_control_is_detected_not_assumed():
     absent = lb.rate(_scored(), bootstrap=0, style_reason="no reason given")
     assert absent["style_controlled_rating_note"] == "no reason given"
     assert all(r["style_controlled_rating"] is None for r in absent["models"])
+    # with votes, the style-controlled leaderboard gets its own agreement: reversed, it disagrees on every pair
+    assert board["agreement_style_controlled"]["pairwise_accuracy"] == 1 - board["agreement"]["pairwise_accuracy"]
+    assert board["agreement_style_controlled"]["kendall_tau"] == pytest.approx(-board["agreement"]["kendall_tau"])
+    assert "agreement_style_controlled" not in absent
 
 
 def test_max_pairs_per_prompt_samples_with_the_seed(tmp_path):
