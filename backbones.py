@@ -116,7 +116,6 @@ def load_model(name_or_path: str, **config_kwargs: Any) -> tuple[ArenaModel, Any
                 raise ValueError(f"{name_or_path} is a trained ArenaModel; {sorted(fixed)} cannot change on load")
             for key, value in config_kwargs.items():
                 setattr(config, key, value)
-            _check_has_encoder(name_or_path)
             model = ArenaModel.from_pretrained(name_or_path, config=config)
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
             try:
@@ -165,18 +164,6 @@ def _check_local_folder(name_or_path: str) -> None:
                 f"{weights}: not a complete safetensors file ({err}); it was cut short (an interrupted save, copy "
                 "or download): save or download it again"
             ) from None
-
-
-def _check_has_encoder(name_or_path: str) -> None:
-    """A checkpoint of the frozen recipe holds only the head (recipe.trainer_class); loaded as a model, its encoder
-    would be drawn at random with no more than a warning from transformers."""
-    keys: list[str] = []
-    for path in sorted(Path(name_or_path).glob("*.safetensors")) if Path(name_or_path).is_dir() else []:
-        with safe_open(str(path), framework="pt") as weights:
-            keys += weights.keys()
-    if keys and not any(key.startswith("encoder.") for key in keys):
-        raise OSError(f"{name_or_path}: holds the head's weights only (a checkpoint of the frozen-encoder recipe): "
-                      "resume the run from it (--resume_from_checkpoint), or load the run's output folder")
 
 
 def _is_a_path(name_or_path: str) -> bool:

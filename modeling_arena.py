@@ -165,6 +165,10 @@ class ArenaPreTrainedModel(PreTrainedModel):
         missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
         if missing or unexpected:
             where = args[0] if args else kwargs.get("pretrained_model_name_or_path", "the saved model")
+            if not unexpected and all(key.startswith(f"{cls.base_model_prefix}.") for key in missing):
+                # A training checkpoint that saved only the weights that train (the head on a frozen encoder).
+                raise OSError(f"{where}: holds the head's weights only, no encoder: it is a training checkpoint, "
+                              "to resume from, not a model to load")
             raise OSError(f"{where}: its weights do not match its config.json (head={model.config.head!r}): "
                           f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}, unexpected "
                           f"{unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}; config.json and the weights "
