@@ -260,13 +260,17 @@ class ArenaModel(ArenaPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.encoder.set_input_embeddings(value)
 
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`(N, L)` token ids and mask -> `(N, L, H)`: the mean of the last `config.pool_layers` hidden layers, what
+        `encode` pools (and what precision_arena's ONNX export computes)."""
+        layers = getattr(self.config, "pool_layers", 1)
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layers > 1)
+        return output.last_hidden_state if layers == 1 else torch.stack(output.hidden_states[-layers:]).mean(0)
+
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """`(N, L)` token ids and mask -> `(N, H)` pooled embeddings (of the mean of the last `config.pool_layers`
         hidden layers)."""
-        layers = getattr(self.config, "pool_layers", 1)
-        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layers > 1)
-        hidden = output.last_hidden_state if layers == 1 else torch.stack(output.hidden_states[-layers:]).mean(0)
-        return pool(hidden, attention_mask, self.config.pooling)
+        return pool(self.hidden_states(input_ids, attention_mask), attention_mask, self.config.pooling)
 
     def reward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, style: torch.Tensor | None = None

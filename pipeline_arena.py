@@ -22,12 +22,12 @@ try:  # loaded as remote code (a package made of the saved directory)
     from .configuration_arena import check_max_length
     from .encoding_arena import (BATTLE_KEYS, ArenaCollator, check_tokenizer, encode_battle, encode_battles,
                                  normalise_battle)
-    from .precision_arena import prepare_model, resolve_precision
+    from .precision_arena import prepare_for
 except ImportError:  # imported from the project checkout / installed distribution
     from configuration_arena import check_max_length
     from encoding_arena import (BATTLE_KEYS, ArenaCollator, check_tokenizer, encode_battle, encode_battles,
                                 normalise_battle)
-    from precision_arena import prepare_model, resolve_precision
+    from precision_arena import prepare_for
 # A stream is read in windows of this many batches; each window is sorted by length, run, and put back in input
 # order. Bigger windows pad less but hold more battles in memory (the window is all a stream ever holds).
 SORT_WINDOW_BATCHES = 16
@@ -58,10 +58,12 @@ class ArenaPreferencePipeline(Pipeline):
             as if both answers had the same style. With `swap_tta`, averaged over both orders too.
 
     Construction only:
-        precision (`str`, defaults to `"auto"`): the encoder's arithmetic, `precision_arena.resolve_precision`:
-            bf16 on CPUs with AMX or AVX512-BF16 and on GPUs, fp32 on other CPUs; or forced "fp32", "bf16",
-            "fp16", "int8" (CPU). The resolved one is `self.precision`. bf16/fp16/int8 run a copy of the encoder
-            made once here; `self.model` keeps its own weights (what `save_pretrained` saves).
+        precision (`str`, defaults to `"auto"`): the encoder's arithmetic, `precision_arena.prepare_for`:
+            bf16 on CPUs with AMX or AVX512-BF16 and on GPUs; on other CPUs "onnx-fp32" (the encoder run by ONNX
+            Runtime, exported once and cached; when onnxruntime is installed) or else PyTorch "fp32"; or forced
+            "fp32", "onnx-fp32", "bf16", "fp16", "int8" (CPU). The one it runs in is `self.precision`. All but
+            PyTorch fp32 run a copy of the encoder made once here; `self.model` keeps its own weights (what
+            `save_pretrained` saves), and training it later does not reach that copy: build the pipeline again.
     """
 
     _load_tokenizer = True
@@ -80,8 +82,8 @@ class ArenaPreferencePipeline(Pipeline):
             )
         super().__init__(model, *args, **kwargs)
         check_tokenizer(self.model.config, self.tokenizer, getattr(self.model.config, "_name_or_path", "") or "model")
-        self.precision = resolve_precision(precision, self.device)
-        self._runner = prepare_model(self.model, self.precision)  # the model that runs; self.model is saved
+        # the model that runs (self.model is what is saved) and the precision it runs in
+        self._runner, self.precision = prepare_for(self.model, precision, self.device)
 
     # ----------------------------------------------------------------------------------------------------- calling
     def __call__(self, inputs: Any = None, *args: Any, batch_size: int | None = None, **kwargs: Any) -> Any:

@@ -5,7 +5,8 @@ but still ~all of the compute) is waste. `embed_towers` runs it once per battle,
 stores `pooled_a` / `pooled_b` in place of the token ids; `ArenaModel.forward(pooled_a=..., pooled_b=...)` and
 `ArenaCollator` take them from there. The pass is a cached `datasets.map`: a second run on the same battles,
 encoder weights, pooling and precision reads the vectors from the cache. The pass runs in the precision
-`precision_arena.resolve_precision` picks (bf16 on CPUs with bf16 units, fp32 elsewhere, unless forced).
+`precision_arena.prepare_for` picks (bf16 on CPUs with bf16 units; elsewhere fp32, through ONNX Runtime where it
+is installed; unless forced).
 """
 
 from __future__ import annotations
@@ -20,20 +21,9 @@ import torch
 from datasets.fingerprint import Hasher
 
 from encoding_arena import ArenaCollator
-from precision_arena import prepare_model, resolve_precision
+from precision_arena import prepare_for, weights_digest
 
 _SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """sha256 of a module's parameters and buffers (names, dtypes, shapes and values): the cache key of its
-    outputs. Hashing is about 1 s per GB; a model directory's path or mtime would not notice retrained weights."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def embed_towers(dataset: datasets.Dataset, model: Any, batch_size: int = 16, chunk_size: int = 512,
@@ -43,13 +33,12 @@ def embed_towers(dataset: datasets.Dataset, model: Any, batch_size: int = 16, ch
     gradients. Other columns (style, label, ...) are kept.
 
     Rows are read `chunk_size` at a time and sorted by length inside each chunk, so that batches of `batch_size`
-    pad little. The model's train/eval mode is restored afterwards. `precision` ("auto", "fp32", "bf16", ...) is
+    pad little. The model's train/eval mode is restored afterwards. `precision` ("auto", "fp32", "onnx-fp32", ...) is
     the encoder's arithmetic (`precision_arena`); the pooled vectors are float32 whichever it is.
     """
     collate = ArenaCollator(pad_token_id=model.config.encoder_config.pad_token_id or 0)
     device = next(model.parameters()).device
-    precision = resolve_precision(precision, device)
-    runner = prepare_model(model, precision)  # `model` itself in fp32; a cast copy of the encoder otherwise
+    runner, precision = prepare_for(model, precision, device)  # `model` itself in PyTorch fp32; a copy otherwise
 
     def encode(batch: dict[str, list]) -> dict[str, np.ndarray]:
         lengths = [max(len(a), len(b)) for a, b in zip(batch["input_ids_a"], batch["input_ids_b"])]

@@ -268,7 +268,7 @@ def build_passes(paths: list[str], model_dir: str, battles_file: str, train_pair
             if path in ONNX_FILES:
                 from onnx_encoder import onnx_runner
 
-                runner = onnx_runner(model, Path(onnx_dir) / ONNX_FILES[path], THREADS)
+                runner = onnx_runner(model, next(Path(onnx_dir).glob(f"*/{ONNX_FILES[path]}")), THREADS)
             if path == "direct_compile":
                 runner = torch.compile(model, dynamic=True)
             context = torch.no_grad if path == "direct_no_grad" else torch.inference_mode

@@ -12,6 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# ONNX exports of the tests' tiny models (precision "auto" on AVX2 CPUs) go to a folder of this run, not ~/.cache.
+if "ARENA_ONNX_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["ARENA_ONNX_CACHE"] = tempfile.mkdtemp(prefix="arena-onnx-tests-")
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 # Synthetic battles in the Kaggle layout that the repo carries, for tests that need a data file on any clone

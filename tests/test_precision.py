@@ -10,6 +10,7 @@ from conftest import BATTLES
 from transformers import AutoModel, BertConfig
 
 import precision_arena
+from encoding_arena import STYLE_FEATURES
 from modeling_arena import ArenaModel
 from pipeline_arena import ArenaPreferencePipeline
 from precision_arena import cpu_flags, prepare_model, resolve_precision
@@ -52,14 +53,18 @@ def probabilities(model, batch) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------------ dispatch
+@pytest.mark.parametrize("onnxruntime", [True, False])
 @pytest.mark.parametrize("flags, expected", [
     ({"amx": True}, "bf16"),
     ({"avx512_bf16": True, "vnni": True}, "bf16"),
     ({"vnni": True}, "fp32"),  # AVX512-VNNI speeds up int8, not bf16
     ({}, "fp32"),  # AVX2 only: bf16 is emulated there, hundreds of times slower than fp32
 ])
-def test_auto_picks_bf16_only_on_cpus_with_bf16_units(monkeypatch, flags, expected):
+def test_auto_picks_bf16_only_on_cpus_with_bf16_units(monkeypatch, flags, expected, onnxruntime):
     mock_cpu(monkeypatch, **flags)
+    monkeypatch.setattr(precision_arena, "onnxruntime_available", lambda: onnxruntime)
+    if expected == "fp32" and onnxruntime:
+        expected = "onnx-fp32"  # the same fp32 arithmetic, run by ONNX Runtime where it is installed
     assert resolve_precision("auto", "cpu") == expected
     assert resolve_precision() == expected  # the CPU by default
 
@@ -70,6 +75,7 @@ def test_without_torchs_flags_a_timed_matmul_decides(monkeypatch):
     monkeypatch.setattr(precision_arena, "_bf16_matmul_is_fast", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
     monkeypatch.setattr(precision_arena, "_bf16_matmul_is_fast", lambda: False)
+    monkeypatch.setattr(precision_arena, "onnxruntime_available", lambda: False)
     assert resolve_precision("auto", "cpu") == "fp32"
     assert cpu_flags() == {"amx": False, "avx512_bf16": False, "avx512_vnni": False, "avx2": False}
 
@@ -84,7 +90,7 @@ def test_auto_on_a_gpu_is_half_precision(monkeypatch, bf16_supported, expected):
     assert resolve_precision("auto", torch.device("cuda", 0)) == expected
 
 
-@pytest.mark.parametrize("forced", ["fp32", "bf16", "fp16", "int8"])
+@pytest.mark.parametrize("forced", ["fp32", "onnx-fp32", "bf16", "fp16", "int8"])
 def test_forced_precisions_are_kept_whatever_the_cpu(monkeypatch, forced):
     mock_cpu(monkeypatch, amx=True)
     assert resolve_precision(forced, "cpu") == forced
@@ -93,8 +99,9 @@ def test_forced_precisions_are_kept_whatever_the_cpu(monkeypatch, forced):
 def test_bad_requests_fail_clearly():
     with pytest.raises(ValueError, match="expected one of"):
         resolve_precision("float32")
-    with pytest.raises(ValueError, match="CPU only"):
-        resolve_precision("int8", "cuda")
+    for cpu_only in ("int8", "onnx-fp32"):
+        with pytest.raises(ValueError, match="CPU only"):
+            resolve_precision(cpu_only, "cuda")
     with pytest.raises(ValueError, match="resolved"):
         prepare_model(torch.nn.Module(), "auto")
 
@@ -168,6 +175,7 @@ def test_the_pipeline_resolves_auto_and_runs_forced_bf16(monkeypatch, tiny_model
     model = widen_head(tiny_model)
     battles = [{k: b[k] for k in ("prompt", "response_a", "response_b")} for b in BATTLES]
     mock_cpu(monkeypatch)
+    monkeypatch.setattr(precision_arena, "onnxruntime_available", lambda: False)
     judge = ArenaPreferencePipeline(model=model, tokenizer=tiny_tokenizer)
     assert judge.precision == "fp32"
     mock_cpu(monkeypatch, amx=True)
@@ -201,3 +209,100 @@ def test_pooled_towers_key_their_cache_by_precision(tiny_model, tiny_tokenizer):
     a32, a16 = torch.tensor(fp32["pooled_a"]), torch.tensor(bf16["pooled_a"])
     assert a16.dtype == torch.float32 and not torch.equal(a16, a32)
     torch.testing.assert_close(a16, a32, atol=0.05, rtol=0.05)
+
+
+# ------------------------------------------------------------------------------------------ ONNX Runtime, fp32
+def padded_batch(model: ArenaModel, lengths=(5, 23, 40), seed: int = 0) -> dict[str, torch.Tensor]:
+    """Towers of different lengths, padded: the exported graph must handle any batch, length and mask."""
+    generator = torch.Generator().manual_seed(seed)
+    vocab = model.config.encoder_config.vocab_size
+    batch = {}
+    for side, shift in (("a", 0), ("b", 7)):
+        ids = torch.zeros(len(lengths), max(lengths) + shift, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, length in enumerate(lengths):
+            ids[row, : length + shift] = torch.randint(5, vocab, (length + shift,), generator=generator)
+            mask[row, : length + shift] = 1
+        batch[f"input_ids_{side}"], batch[f"attention_mask_{side}"] = ids, mask
+    for side in ("a", "b"):
+        batch[f"style_{side}"] = torch.rand(len(lengths), len(STYLE_FEATURES), generator=generator)
+    return batch
+
+
+@pytest.mark.parametrize("architecture", ["deberta", "bert"])
+def test_onnx_fp32_gives_pytorch_fp32s_probabilities(tiny_model, tiny_bert, architecture):
+    model = widen_head(tiny_model) if architecture == "deberta" else tiny_bert
+    batch = padded_batch(model)
+    runner = prepare_model(model, "onnx-fp32")
+    assert isinstance(runner.encoder, precision_arena.OnnxRuntimeEncoder)
+    assert isinstance(model.encoder, torch.nn.Module) and not isinstance(model.encoder, type(runner.encoder))
+    heads = {n: p for n, p in model.named_parameters() if not n.startswith("encoder.")}
+    assert {n: p for n, p in runner.named_parameters()} == heads  # the head is shared; no PyTorch encoder copy
+    fp32 = probabilities(model, batch)
+    assert fp32.std(0).max() > 0.01  # the probabilities vary across battles: a wrong encoder would show
+    assert (probabilities(runner, batch) - fp32).abs().max() <= 1e-5
+    # lengths and batch sizes the export never saw
+    longer = padded_batch(model, lengths=(60, 3), seed=1)
+    assert (probabilities(runner, longer) - probabilities(model, longer)).abs().max() <= 1e-5
+
+
+def test_the_export_is_cached_by_the_encoders_weights(monkeypatch, tiny_bert, tmp_path):
+    monkeypatch.setenv("ARENA_ONNX_CACHE", str(tmp_path))
+    first = precision_arena.export_encoder(tiny_bert)
+    assert first.is_file() and first.parent.parent == tmp_path
+    assert [p.name for p in tmp_path.iterdir()] == [first.parent.name]  # the staging folder is gone
+
+    def no_second_export(*args):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(precision_arena, "_export", no_second_export)
+    assert precision_arena.export_encoder(tiny_bert) == first
+    with torch.no_grad():
+        next(tiny_bert.encoder.parameters()).add_(0.1)  # fine-tuned: a new key, so a new export
+    with pytest.raises(AssertionError, match="exported again"):
+        precision_arena.export_encoder(tiny_bert)
+
+
+@pytest.mark.parametrize("failure", ["export", "probe", "not installed"])
+def test_auto_falls_back_to_pytorch_fp32_when_onnx_cannot_run_exactly(monkeypatch, caplog, tiny_bert, tmp_path,
+                                                                      failure):
+    monkeypatch.setenv("ARENA_ONNX_CACHE", str(tmp_path))
+    mock_cpu(monkeypatch)
+    monkeypatch.setattr(precision_arena, "_logged", set())
+    if failure == "export":
+        def broken(*args):
+            raise RuntimeError("unsupported operator")
+        monkeypatch.setattr(precision_arena, "_export", broken)
+    elif failure == "probe":  # the exported graph disagrees with PyTorch
+        monkeypatch.setattr(precision_arena, "_probe_difference", lambda model, runner: 0.5)
+    else:
+        monkeypatch.setattr(precision_arena, "onnxruntime_available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="precision_arena"):
+        runner, precision = precision_arena.prepare_for(tiny_bert, "auto")
+    assert precision == "fp32" and runner is tiny_bert
+    if failure != "not installed":  # then "auto" never chose onnx-fp32: nothing to warn about
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1 and "instead of onnx-fp32" in warned[0]
+    with pytest.raises(precision_arena.OnnxUnavailable):
+        precision_arena.prepare_for(tiny_bert, "onnx-fp32")  # forced: an error, not a silent substitute
+
+
+def test_the_probe_sees_a_wrong_graph(tiny_bert):
+    runner = prepare_model(tiny_bert, "onnx-fp32")
+    assert precision_arena._probe_difference(tiny_bert, runner) <= 1e-5
+    with torch.no_grad():  # the session still holds the old weights
+        tiny_bert.encoder.encoder.layer[0].output.dense.weight.add_(torch.randn(32, 64) * 0.5)
+    assert precision_arena._probe_difference(tiny_bert, runner) > precision_arena.ONNX_TOLERANCE
+
+
+def test_the_pipeline_runs_onnx_fp32_by_default_on_an_avx2_cpu(monkeypatch, tiny_model, tiny_tokenizer):
+    model = widen_head(tiny_model)
+    battles = [{k: b[k] for k in ("prompt", "response_a", "response_b")} for b in BATTLES]
+    mock_cpu(monkeypatch)
+    monkeypatch.setattr(precision_arena, "onnxruntime_available", lambda: True)
+    judge = ArenaPreferencePipeline(model=model, tokenizer=tiny_tokenizer)
+    assert judge.precision == "onnx-fp32"
+    plain = ArenaPreferencePipeline(model=model, tokenizer=tiny_tokenizer, precision="fp32")
+    keys = ("winner_model_a", "winner_model_b", "winner_tie")
+    for fast, exact in zip(judge(battles, batch_size=3, swap_tta=True), plain(battles, batch_size=3, swap_tta=True)):
+        assert max(abs(fast[k] - exact[k]) for k in keys) <= 1e-5
