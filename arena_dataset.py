@@ -27,7 +27,6 @@ import csv
 import errno
 import glob
 import hashlib
-import io
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ import re
 import stat
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,9 +230,9 @@ def _decode(path: str, data: bytes) -> str:
 def _csv_records(path: str, text: str) -> tuple[list[str], Iterator[tuple[str, dict]]]:
     # The stdlib reader rather than pandas/pyarrow: it tells the physical line of each record (cells span lines)
     # and reads the 9 MB dev file in about 0.1 s. Real Kaggle cells exceed its default 128 KiB field limit.
-    # newline="" on the StringIO: only \n, \r\n and \r end lines, never U+2028 or U+0085 inside a cell.
+    # _physical_lines as open(newline="") would give them: only \n, \r\n and \r end lines, never U+2028 or U+0085.
     csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(_physical_lines(text))
     try:
         header = next(reader, None)
     except csv.Error as err:
@@ -270,6 +269,16 @@ def _csv_records(path: str, text: str) -> tuple[list[str], Iterator[tuple[str, d
     return header, records()
 
 
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def _physical_lines(text: str) -> Iterator[str]:
+    """The lines of `text` with their ends, one at a time, as `open(newline="")` gives them to the csv module: only
+    \\n, \\r\\n and \\r end lines, never U+2028 or U+0085 inside a cell. Not io.StringIO, whose buffer holds 4 bytes
+    per character of the whole text."""
+    return (match.group() for match in _LINE.finditer(text))
+
+
 def _check_header(path: str, header: list[str], line: int) -> None:
     """A header read as one column because the file uses another separator, or with a column twice: named."""
     if len(header) == 1:
@@ -304,14 +313,19 @@ def _json_records(path: str, text: str) -> tuple[list[str], Iterator[tuple[str, 
             raise InvalidBattleError(f"{path}: JSON nested too deeply to read; expected an array of flat records",
                                      "unparseable JSON") from None
         rows = [(f"record {i + 1}", r) for i, r in enumerate(whole)]
-    else:  # JSON lines (also accepted in a .json file, as datasets does)
-        rows = [(f"line {number}", _json_line(line)) for number, line in _lines(text)]
-    dicts = [r for _, r in rows if isinstance(r, dict) and not isinstance(r, Unparsed)]
+    else:  # JSON lines (also accepted in a .json file, as datasets does), parsed line by line, twice: once for
+        # the columns, once for the records, so that no list of records is held
+        rows = None
+
+    def parsed() -> Iterator[tuple[str, Any]]:
+        return iter(rows) if rows is not None else ((f"line {n}", _json_line(line)) for n, line in _lines(text))
+
     # The union over all records, in order of first appearance: a key the first record lacks (its label, say)
     # is still a column, and a record without it is named as the odd one out.
-    columns = list(dict.fromkeys(key for r in dicts for key in r))
+    columns = list(dict.fromkeys(key for _, r in parsed() if isinstance(r, dict) and not isinstance(r, Unparsed)
+                                 for key in r))
     records = ((loc, r if isinstance(r, dict) else Unparsed("a JSON object", type(r).__name__, "unparseable JSON",
-                                                             "__not_object__")) for loc, r in rows)
+                                                             "__not_object__")) for loc, r in parsed())
     return columns, records
 
 
@@ -572,7 +586,7 @@ def _row_id(record: dict, position: int) -> int:
     return number
 
 
-def _uses_json_lists(records: list[tuple[str, dict]]) -> bool:
+def _uses_json_lists(records: Iterable[tuple[str, dict]]) -> bool:
     """Kaggle layout (cells are JSON-list text) when any prompt cell parses as a JSON list of turns.
 
     Per file, so a single corrupted Kaggle cell is an error (not a one-turn string) while a plain prompt that
@@ -595,14 +609,22 @@ class _Validator:
         self.seen: dict[int, tuple[str, str]] = {}  # id -> (source, location) of its first row
         self.position = 0
 
-    def rows(self, source: str, columns: Sequence[str], records: Iterable[tuple[str, dict]]) -> Iterator[dict]:
+    def rows(self, source: str, columns: Sequence[str],
+             records: Iterable[tuple[str, dict]] | Callable[[], Iterable[tuple[str, dict]]]) -> Iterator[dict]:
+        """The valid rows of one source. `records` is best a function that reads them afresh on each call: the
+        layout decision (`_uses_json_lists`) reads the file once before the rows are read, and nothing is held
+        in memory in between. A plain iterable is read into a list first."""
+        if callable(records):
+            fresh = records
+        else:
+            kept = list(records)
+            fresh = lambda: iter(kept)  # noqa: E731
         layout = detect_layout(columns, source)
-        records = list(records)
-        if not records:
+        if next(iter(fresh()), None) is None:
             raise InvalidBattleError(f"{source}: has a header but no rows; expected at least one battle",
                                      "empty file")
-        json_lists = layout.text == "columns" and _uses_json_lists(records)
-        for location, record in records:
+        json_lists = layout.text == "columns" and _uses_json_lists(fresh())
+        for location, record in fresh():
             self.position += 1
             try:
                 _check_parsed(record)
@@ -704,8 +726,9 @@ class ArenaBuilder(datasets.GeneratorBasedBuilder):
                 # Written after load_arena hashed it: these rows would be cached under the old content's key.
                 raise InvalidBattleError(f"{path}: the file changed while it was loaded; load it again once it is "
                                          "complete", "file changed")
-            columns, records = _records_of(path, data)
-            for row in validator.rows(path, columns, records):
+            columns = _records_of(path, data)[0]
+            # Read afresh for each pass over the file (see _Validator.rows): memory stays flat in its rows.
+            for row in validator.rows(path, columns, lambda path=path, data=data: _records_of(path, data)[1]):
                 yield row["id"], row
         validator.finish(", ".join(files))
         if validator.skipped:
