@@ -21,6 +21,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
 from hub_io import UserError
+from precision_arena import PRECISIONS
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "examples"
@@ -71,8 +72,9 @@ class ModelArguments:
     precision: str = field(
         default="auto",
         metadata={"help": "Encoder arithmetic for the frozen recipe's pooling pass and --do_predict: auto (bf16 on "
-                          "CPUs with AMX/AVX512-BF16 and on GPUs, fp32 elsewhere), fp32, bf16, fp16, int8 (CPU).",
-                  "choices": ["auto", "fp32", "bf16", "fp16", "int8"]},
+                          "CPUs with AMX/AVX512-BF16 and on GPUs; elsewhere fp32, run by ONNX Runtime: onnx-fp32), "
+                          "fp32 (PyTorch), onnx-fp32, bf16, fp16, int8 (CPU).",
+                  "choices": list(PRECISIONS)},
     )
     space_dir: str | None = field(
         default=None,
