@@ -1,7 +1,7 @@
 """Which arithmetic an ArenaModel runs in, chosen in one place: `resolve_precision` picks, `prepare_model` applies.
 
 Remote-code module: imports only torch, transformers and the standard library (copied next to config.json with
-pipeline_arena.py, which imports it).
+pipeline_arena.py, which imports it); onnx and onnxruntime only for `"onnx-fp32"`, when they are installed.
 
 - `"auto"` (the default everywhere): bf16 on CPUs with native bf16 matrix units (AMX or AVX512-BF16); on other
   CPUs (there bf16 is emulated and far slower than fp32) `"onnx-fp32"` when onnx and onnxruntime are installed,
@@ -9,7 +9,7 @@ pipeline_arena.py, which imports it).
 - `"onnx-fp32"`: the encoder exported once to ONNX (cached, keyed by its weights: `onnx_cache_dir`), fused by ONNX
   Runtime's transformer optimizer and run in an ONNX Runtime CPU session; pooling and the head stay PyTorch fp32.
   The same fp32 arithmetic with fused attention, layer-norm and GELU kernels: probabilities within 1e-6 of PyTorch
-  fp32, about twice as fast on an AVX2 CPU (bench/throughput.py). Each new session is checked against PyTorch on a
+  fp32, 2-4x as fast as PyTorch fp32 on an AVX2 CPU in our runs (bench/throughput.py). Each new session is checked against PyTorch on a
   probe batch, and `"auto"` falls back to `"fp32"` (with a warning) when the export or that check fails.
 - `"fp32"`, `"bf16"`, `"fp16"`: forced; each runs everywhere (bf16 on a CPU without bf16 units is correct, slow).
 - `"int8"`: forced only, CPU only: the encoder's Linear layers dynamically quantized (int8 weights, activations
