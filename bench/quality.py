@@ -291,21 +291,25 @@ class ProductTie(nn.Module):
         return logits + extra, None if content is None else content + extra
 
 
-def train_head(head: nn.Module, inputs: list[torch.Tensor], y: torch.Tensor, seed: int) -> nn.Module:
-    """Minibatch training as train.py's Trainer does it for the frozen-encoder default (TRAINING)."""
+def train_head(head: nn.Module, inputs: list[torch.Tensor], y: torch.Tensor, seed: int,
+               training: dict | None = None, label_smoothing: float = 0.0,
+               class_weight: torch.Tensor | None = None) -> nn.Module:
+    """Minibatch training as train.py's Trainer does it for the frozen-encoder default (TRAINING; `training`
+    overrides some of its values; `label_smoothing` and `class_weight` go to the cross-entropy)."""
+    settings = {**TRAINING, **(training or {})}
     torch.manual_seed(seed)
     params = [(n, p) for n, p in head.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in params if not n.endswith("bias")], "weight_decay": TRAINING["weight_decay"]},
+    groups = [{"params": [p for n, p in params if not n.endswith("bias")], "weight_decay": settings["weight_decay"]},
               {"params": [p for n, p in params if n.endswith("bias")], "weight_decay": 0.0}]
-    optimizer = torch.optim.Adagrad(groups, lr=TRAINING["learning_rate"])
-    size = TRAINING["batch_size"]
-    steps = TRAINING["epochs"] * math.ceil(len(y) / size)
+    optimizer = torch.optim.Adagrad(groups, lr=settings["learning_rate"])
+    size = settings["batch_size"]
+    steps = settings["epochs"] * math.ceil(len(y) / size)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / steps))
     head.train()
-    for _ in range(TRAINING["epochs"]):
+    for _ in range(settings["epochs"]):
         for rows in torch.randperm(len(y)).split(size):
             logits = head(*(x[rows] for x in inputs))[0]
-            loss = nn.functional.cross_entropy(logits, y[rows])
+            loss = nn.functional.cross_entropy(logits, y[rows], weight=class_weight, label_smoothing=label_smoothing)
             loss.backward()
             nn.utils.clip_grad_norm_([p for _, p in params], TRAINING["max_grad_norm"])
             optimizer.step()
@@ -322,6 +326,9 @@ class Recipe:
     `pooling`: see `content_vectors`. `style`: "new" (STYLE_FEATURES), "legacy" (today's 9) or "none". `relevance`:
     append the per-side prompt-answer cosine as a per-side signal. `extra`: add the HH-RLHF votes to training.
     `head`: "new", "legacy" or "rank". `swap_tta`: average each prediction with the A/B-swapped one.
+    Training options (defaults: train.py's): `training` overrides TRAINING values (e.g. {"weight_decay": 0.2}),
+    `label_smoothing`, `class_weight` ("balanced": inverse class frequency), `both_orders` (train on every battle
+    in both A/B orders), `ensemble` (average the probabilities of heads trained with seeds seed, seed + 1000, ...).
     """
 
     pooling: str = "last"
@@ -332,6 +339,11 @@ class Recipe:
     tie: str = "absdiff"
     position_bias: bool = False
     swap_tta: bool = False
+    training: dict | None = None
+    label_smoothing: float = 0.0
+    class_weight: str | None = None
+    both_orders: bool = False
+    ensemble: int = 1
 
     def inputs(self, b: Battles) -> list[torch.Tensor]:
         a, bb = content_vectors(b, self.pooling)
@@ -359,20 +371,40 @@ class Recipe:
             return head
         return new_head(hidden, n_style, self.position_bias, self.tie)
 
-    def fit_predict(self, train: Battles, test: Battles, seed: int, extra: Battles | None = None) -> Prediction:
+    def fit(self, train: Battles, seed: int, extra: Battles | None = None) -> nn.Module:
+        """The trained head (one; `ensemble` is applied by fit_predict)."""
         if self.extra and extra is not None:
             train = train.concat(extra)
+        if self.both_orders:
+            train = train.concat(train.swapped())
         x = self.inputs(train)
-        head = train_head(self.build(x[0].shape[1], x[2].shape[1]), x, torch.as_tensor(train.y), seed)
-        with torch.no_grad():
-            own, own_content = head(*self.inputs(test))
-            swapped, swapped_content = head(*self.inputs(test.swapped()))
-        probs = own.softmax(-1).numpy()
-        probs_swapped = swapped.softmax(-1).numpy()
+        weight = None
+        if self.class_weight == "balanced":
+            counts = np.bincount(train.y, minlength=3)
+            weight = torch.as_tensor(len(train.y) / (3 * np.maximum(counts, 1)), dtype=torch.float32)
+        return train_head(self.build(x[0].shape[1], x[2].shape[1]), x, torch.as_tensor(train.y), seed,
+                          self.training, self.label_smoothing, weight)
+
+    def fit_predict(self, train: Battles, test: Battles, seed: int, extra: Battles | None = None) -> Prediction:
+        probs = probs_swapped = content = None
+        for k in range(self.ensemble):
+            head = self.fit(train, seed + 1000 * k, extra)
+            with torch.no_grad():
+                own, own_content = head(*self.inputs(test))
+                swapped, _ = head(*self.inputs(test.swapped()))
+            parts = (own.softmax(-1).numpy(), swapped.softmax(-1).numpy(),
+                     None if own_content is None else own_content.softmax(-1).numpy())
+            if probs is None:
+                probs, probs_swapped, content = parts
+            else:
+                probs, probs_swapped = probs + parts[0], probs_swapped + parts[1]
+                content = None if content is None else content + parts[2]
+        if self.ensemble > 1:
+            probs, probs_swapped = probs / self.ensemble, probs_swapped / self.ensemble
+            content = None if content is None else content / self.ensemble
         if self.swap_tta:
             probs = (probs + probs_swapped[:, SWAP]) / 2
             probs_swapped = probs[:, SWAP]
-        content = None if own_content is None else own_content.softmax(-1).numpy()
         return Prediction(probs, probs_swapped, content)
 
 
