@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from hub_io import write_atomically
+from precision_arena import PRECISIONS
 
 LABELS = ("winner_model_a", "winner_model_b", "winner_tie")
 ELO_SCALE = 400 / math.log(10)  # rating = 400 log10(pi) = ELO_SCALE * theta, theta = log(pi)
@@ -79,8 +80,9 @@ class LeaderboardArguments:
     )
     precision: str = field(
         default="auto",
-        metadata={"help": "Encoder arithmetic for scoring: auto (bf16 on CPUs with AMX/AVX512-BF16 and on GPUs, fp32 "
-                          "elsewhere), fp32, bf16, fp16, int8.", "choices": ["auto", "fp32", "bf16", "fp16", "int8"]},
+        metadata={"help": "Encoder arithmetic for scoring: auto (bf16 on CPUs with AMX/AVX512-BF16 and on GPUs; "
+                          "elsewhere fp32, run by ONNX Runtime: onnx-fp32), fp32 (PyTorch), onnx-fp32, bf16, fp16, "
+                          "int8.", "choices": list(PRECISIONS)},
     )
     bootstrap: int = field(default=100, metadata={"help": "Bootstrap resamples of the prompts (0: no intervals)."})
     seed: int = field(default=0, metadata={"help": "Seed of pair sampling and of the bootstrap."})
@@ -264,7 +266,7 @@ def model_fingerprint(model_name_or_path: str, model: Any = None) -> str:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
     else:
-        from pooled_towers import weights_digest
+        from precision_arena import weights_digest
 
         digest.update(weights_digest(model).encode())
         digest.update(model.config.to_json_string(use_diff=False).encode())

@@ -72,4 +72,4 @@ def embed_towers(dataset: datasets.Dataset, model: Any, batch_size: int = 16, ch
         model.train(was_training)
 
 
-__all__ = ["embed_towers", "weights_digest"]
+__all__ = ["embed_towers"]

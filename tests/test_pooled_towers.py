@@ -9,7 +9,8 @@ from conftest import BATTLES
 
 from arena_dataset import swap_battles, tokenize_arena
 from encoding_arena import ArenaCollator
-from pooled_towers import embed_towers, weights_digest
+from pooled_towers import embed_towers
+from precision_arena import weights_digest
 
 
 @pytest.fixture()
