@@ -9,8 +9,9 @@ pipeline_arena.py, which imports it); onnx and onnxruntime only for `"onnx-fp32"
 - `"onnx-fp32"`: the encoder exported once to ONNX (cached, keyed by its weights: `onnx_cache_dir`), fused by ONNX
   Runtime's transformer optimizer and run in an ONNX Runtime CPU session; pooling and the head stay PyTorch fp32.
   The same fp32 arithmetic with fused attention, layer-norm and GELU kernels: probabilities within 1e-6 of PyTorch
-  fp32, 2-4x as fast as PyTorch fp32 on an AVX2 CPU in our runs (bench/throughput.py). Each new session is checked against PyTorch on a
-  probe batch, and `"auto"` falls back to `"fp32"` (with a warning) when the export or that check fails.
+  fp32, 2-4x as fast as PyTorch fp32 on an AVX2 CPU in our runs (bench/throughput.py). Each new session is checked
+  against PyTorch on a probe batch, and `"auto"` falls back to `"fp32"` (with a warning) when the export or that
+  check fails.
 - `"fp32"`, `"bf16"`, `"fp16"`: forced; each runs everywhere (bf16 on a CPU without bf16 units is correct, slow).
 - `"int8"`: forced only, CPU only: the encoder's Linear layers dynamically quantized (int8 weights, activations
   quantized per batch). Faster than fp32 on CPU but not exact (probabilities move by up to a few 1e-2), so `"auto"`
@@ -44,7 +45,7 @@ from transformers.modeling_outputs import BaseModelOutput
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "onnx-fp32", "bf16", "fp16", "int8")
-DTYPES = {"fp32": torch.float32, "onnx-fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 ONNX_EXPORT_VERSION = "1"  # bump when export_encoder changes the graph it writes: old exports are then not reused
 ONNX_TOLERANCE = 1e-4  # max |hidden state difference| / max(1, max |hidden state|) on the probe batch
 _logged: set[tuple[str, ...]] = set()
