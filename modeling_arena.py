@@ -409,25 +409,14 @@ except ValueError:
     pass
 
 
-def _register_pipeline_task() -> None:
-    """Make `pipeline("arena-preference", model=<ArenaModel object>)` work wherever the model class is importable.
-
-    The task is registered by pipeline_arena on import; a user who builds or loads the model in memory never imports
-    it. Imported by name (importlib), not with an import statement: transformers scans remote-code files for import
-    statements and would demand pipeline_arena as a package (or copy it) for every remote-code model load.
-    """
-    import importlib
-
-    name = f"{__package__}.pipeline_arena" if __package__ else "pipeline_arena"
-    try:
-        importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name != name:
-            raise
-        # remote code saved without the pipeline module: nothing to register
-
-
-_register_pipeline_task()
+# The pipeline task is registered when pipeline_arena is imported, so `pipeline("arena-preference", model=<ArenaModel>)`
+# works wherever this module loaded. A relative import: remote code copies the modules this file imports relatively
+# (pipeline_arena, and precision_arena through it) next to it, so the task exists on a machine that has only torch
+# and transformers; the try keeps the fallback import out of the imports transformers demands of remote code.
+try:
+    from .pipeline_arena import ArenaPreferencePipeline  # noqa: F401, E402
+except ImportError:
+    from pipeline_arena import ArenaPreferencePipeline  # noqa: F401, E402
 
 __all__ = [
     "ArenaClassifyHead", "ArenaModel", "ArenaOutput", "ArenaPreTrainedModel", "davidson_logits",

@@ -12,6 +12,9 @@ pipeline_arena.py, which imports it); onnx and onnxruntime only for `"onnx-fp32"
   fp32, 2-4x as fast as PyTorch fp32 on an AVX2 CPU in our runs (bench/throughput.py). Each new session is checked
   against PyTorch on a probe batch, and `"auto"` falls back to `"fp32"` (with a warning) when the export or that
   check fails.
+- `ARENA_AUTO_PRECISION=bf16|onnx-fp32|fp32` (environment): `"auto"` on a CPU resolves as on a CPU where that is
+  the choice (bf16 as with AMX, onnx-fp32 as on AVX2 with onnxruntime, fp32 as without it), so a machine can test
+  what another one would run; each still runs here (emulated bf16 is slow but correct). Forced precisions ignore it.
 - `"fp32"`, `"bf16"`, `"fp16"`: forced; each runs everywhere (bf16 on a CPU without bf16 units is correct, slow).
 - `"int8"`: forced only, CPU only: the encoder's Linear layers dynamically quantized (int8 weights, activations
   quantized per batch). Faster than fp32 on CPU but not exact (probabilities move by up to a few 1e-2), so `"auto"`
@@ -45,6 +48,8 @@ from transformers.modeling_outputs import BaseModelOutput
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "onnx-fp32", "bf16", "fp16", "int8")
+AUTO_OVERRIDE_ENV = "ARENA_AUTO_PRECISION"  # makes "auto" on a CPU resolve as on another CPU (see the docstring)
+AUTO_CPU_CHOICES = ("bf16", "onnx-fp32", "fp32")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 ONNX_EXPORT_VERSION = "1"  # bump when export_encoder changes the graph it writes: old exports are then not reused
 ONNX_TOLERANCE = 1e-4  # max |hidden state difference| / max(1, max |hidden state|) on the probe batch
@@ -94,6 +99,16 @@ def onnxruntime_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
 
 
+def auto_cpu_override() -> str | None:
+    """What `ARENA_AUTO_PRECISION` makes `"auto"` pick on a CPU (None when unset)."""
+    value = os.environ.get(AUTO_OVERRIDE_ENV, "").strip()
+    if not value:
+        return None
+    if value not in AUTO_CPU_CHOICES:
+        raise ValueError(f"{AUTO_OVERRIDE_ENV}={value!r}: expected one of {AUTO_CPU_CHOICES} (or unset)")
+    return value
+
+
 def resolve_precision(requested: str = "auto", device: torch.device | str | None = None) -> str:
     """`"auto"` -> the fastest precision that stays within 2e-3 of fp32 in probability on `device` (CPU when None):
     bf16 where the hardware has it, else ONNX Runtime fp32 where installed, else PyTorch fp32; a forced precision is
@@ -108,7 +123,8 @@ def resolve_precision(requested: str = "auto", device: torch.device | str | None
         if device.type == "cuda":
             chosen = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         elif device.type == "cpu":
-            chosen = "bf16" if cpu_has_native_bf16() else "onnx-fp32" if onnxruntime_available() else "fp32"
+            chosen = auto_cpu_override() or (
+                "bf16" if cpu_has_native_bf16() else "onnx-fp32" if onnxruntime_available() else "fp32")
         else:
             chosen = "fp32"
     key = (requested, str(device), chosen)
@@ -118,6 +134,8 @@ def resolve_precision(requested: str = "auto", device: torch.device | str | None
         if requested == "auto" and device.type == "cpu":
             flags = ", ".join(name for name, on in cpu_flags().items() if on) or "none known"
             reason = f" (CPU features: {flags})"
+            if auto_cpu_override():
+                reason += f" ({AUTO_OVERRIDE_ENV}={auto_cpu_override()})"
         logger.info("arena-preference precision: %s -> %s on %s%s", requested, chosen, device, reason)
     return chosen
 
@@ -251,9 +269,12 @@ def export_encoder(model: nn.Module, cache_dir: Path | None = None) -> Path:
     use into `cache_dir` (default `onnx_cache_dir()`) under a key of its weights, config and the library versions,
     written atomically (a folder renamed into place), so that concurrent processes and interrupted exports never
     leave a half-written file where a later run reads it."""
-    import onnxruntime
     import transformers
 
+    try:  # optional; the try keeps it out of the imports transformers demands of remote code
+        import onnxruntime
+    except ImportError as err:
+        raise OnnxUnavailable("onnxruntime is not installed") from err
     encoder = model.encoder
     key = hashlib.sha256("\n".join([
         weights_digest(encoder), encoder.config.to_json_string(), str(getattr(model.config, "pool_layers", 1)),
@@ -280,7 +301,10 @@ def export_encoder(model: nn.Module, cache_dir: Path | None = None) -> Path:
 
 
 def _export(model: nn.Module, path: Path) -> None:
-    from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
+    try:  # optional, as in export_encoder
+        from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
+    except ImportError as err:
+        raise OnnxUnavailable("onnxruntime is not installed") from err
 
     # ONNX Runtime's attention fusion recognises the eager attention graph, not the one SDPA exports to.
     copy_memo = {id(p): p for p in model.parameters()}  # the copy shares the weights: no second fp32 encoder
@@ -312,7 +336,10 @@ class OnnxRuntimeEncoder(nn.Module):
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         super().__init__()
-        import onnxruntime
+        try:  # optional, as in export_encoder
+            import onnxruntime
+        except ImportError as err:
+            raise OnnxUnavailable("onnxruntime is not installed") from err
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -370,6 +397,6 @@ def _probe_difference(model: nn.Module, runner: nn.Module) -> float:
     return float((expected[real] - got[real]).abs().max()) / scale
 
 
-__all__ = ["PRECISIONS", "OnnxRuntimeEncoder", "OnnxUnavailable", "cpu_flags", "cpu_has_native_bf16",
+__all__ = ["AUTO_OVERRIDE_ENV", "PRECISIONS", "auto_cpu_override", "OnnxRuntimeEncoder", "OnnxUnavailable", "cpu_flags", "cpu_has_native_bf16",
            "export_encoder", "onnx_cache_dir", "onnxruntime_available", "prepare_for", "prepare_model",
            "resolve_precision", "weights_digest"]

@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT / "bench"))  # after the repo root: bench/leaderboard.py must not hide leaderboard.py
 
 import quality  # noqa: E402
-import recipe  # noqa: E402
-from training_arguments import ArenaTrainingArguments, parse_args  # noqa: E402
-from arena_dataset import load_arena, prompt_group, tokenize_arena  # noqa: E402
-from pooled_towers import embed_towers  # noqa: E402
+from arena_preference import recipe  # noqa: E402
+from arena_preference.training_arguments import ArenaTrainingArguments, parse_args  # noqa: E402
+from arena_dataset import load_arena  # noqa: E402
+from arena_preference.battle_transforms import prompt_group, tokenize_arena
+from arena_preference.pooled_towers import embed_towers  # noqa: E402
 
 # Trainer options that only concern output: no checkpoints, logs or evaluation inside the sweep's fits.
 QUIET = ["--do_train", "--save_strategy", "no", "--eval_strategy", "no", "--logging_strategy", "no",

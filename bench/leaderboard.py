@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT / "bench"))  # bench/quality.py
 sys.path.insert(0, str(ROOT))  # before bench/, whose leaderboard.py is this file
 
-import leaderboard as lb  # noqa: E402
+from arena_preference import leaderboard as lb  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "data" / "arena_dev.csv"
 OUT = ROOT / "bench" / "results"
@@ -49,7 +49,7 @@ def real(folds: int, seed: int, bootstrap: int, recipes: list[str] | None, limit
 
     import quality as q
     from arena_dataset import load_arena
-    from backbones import load_encoder
+    from arena_preference.model_loading import load_encoder
 
     torch.set_num_threads(2)
     encoder, tokenizer = load_encoder(q.ENCODER)

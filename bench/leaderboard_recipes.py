@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT / "bench"))  # bench/quality.py
 sys.path.insert(0, str(ROOT))  # before bench/, whose leaderboard.py is the bench script
 
-import leaderboard as lb  # noqa: E402
+from arena_preference import leaderboard as lb  # noqa: E402
 
 OUT = ROOT / "bench" / "results"
 OOF_CACHE_VERSION = "1"
@@ -310,7 +310,7 @@ def run(names: list[str] | None, seeds: list[int], folds: int, use_cache: bool, 
 
     import quality as q
     from arena_dataset import load_arena
-    from backbones import load_encoder
+    from arena_preference.model_loading import load_encoder
 
     torch.set_num_threads(1)
     encoder, tokenizer = load_encoder(q.ENCODER)

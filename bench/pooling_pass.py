@@ -37,9 +37,10 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from arena_dataset import load_arena, tokenize_arena
-    from backbones import load_model
-    from pooled_towers import embed_towers
+    from arena_dataset import load_arena
+    from arena_preference.battle_transforms import tokenize_arena
+    from arena_preference.model_loading import load_model
+    from arena_preference.pooled_towers import embed_towers
     from precision_arena import cpu_flags, resolve_precision
 
     torch.set_num_threads(args.threads)

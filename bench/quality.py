@@ -47,7 +47,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from arena_dataset import load_arena, prompt_group  # noqa: E402
+from arena_dataset import load_arena  # noqa: E402
+from arena_preference.battle_transforms import prompt_group
 from encoding_arena import STYLE_FEATURES, style_features  # noqa: E402
 from modeling_arena import ArenaClassifyHead, davidson_logits  # noqa: E402
 
@@ -575,7 +576,7 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.time()
     torch.set_num_threads(2)
-    from backbones import load_encoder
+    from arena_preference.model_loading import load_encoder
 
     encoder, tokenizer = load_encoder(ENCODER)
     battles = load_battles(Path(args.data), "dev", encoder, tokenizer, args.limit)

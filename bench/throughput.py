@@ -95,7 +95,7 @@ def load_battles(n: int, stride: int) -> list[dict]:
 def build_model_dir(workdir: Path) -> Path:
     import torch
 
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
     from pipeline_arena import ArenaPreferencePipeline
 
     model, tokenizer = load_model("embedded:minilm-l6", max_length=MAX_LENGTH)
@@ -461,7 +461,7 @@ def describe_flags(flags: dict[str, bool]) -> str:
 
 def _tower_lengths(battles: list[dict], model_dir=None) -> tuple[float, float]:
     """Mean real tower length and the fraction of max_length padding the reference computes."""
-    from backbones import load_encoder
+    from arena_preference.model_loading import load_encoder
     from encoding_arena import encode_battles
 
     _, tokenizer = load_encoder("embedded:minilm-l6")

@@ -35,8 +35,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "train_sampling.md"))
     args = parser.parse_args()
 
-    import train
-    from arena_dataset import export_arena, load_arena
+    from arena_preference import train
+    from arena_dataset import export_arena
+    from arena_dataset import load_arena
     from quality import study_setup
 
     study_setup()  # 2 threads, quiet progress bars

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from arena_dataset import load_arena  # noqa: E402
-from backbones import load_encoder  # noqa: E402
+from arena_preference.model_loading import load_encoder  # noqa: E402
 from encoding_arena import ASSISTANT_MARKER, encode_battles  # noqa: E402
 
 

@@ -59,14 +59,14 @@ def _log_handlers_follow_captured_stderr():
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from backbones import tiny_deberta_tokenizer
+    from arena_preference.model_loading import tiny_deberta_tokenizer
 
     return tiny_deberta_tokenizer()
 
 
 @pytest.fixture()
 def tiny_model():
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     model, _ = load_model("embedded:tiny-deberta", max_length=64)
     return model

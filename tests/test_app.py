@@ -17,7 +17,7 @@ import yaml
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no request leaves
 gradio = pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
 
-import app  # noqa: E402  (after the environment is set)
+from arena_preference import demo as app  # noqa: E402  (after the environment is set)
 from pipeline_arena import ArenaPreferencePipeline  # noqa: E402
 
 PROBS = ("winner_model_a", "winner_model_b", "winner_tie")
@@ -29,7 +29,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """A saved tiny arena model (embedded:tiny-deberta) whose head is far from uniform, so the bars differ."""
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     model, tokenizer = load_model("embedded:tiny-deberta", max_length=64)
     generator = torch.Generator().manual_seed(0)
@@ -52,7 +52,7 @@ def responses(tmp_path, monkeypatch) -> Path:
     """A responses file: three models' answers to three prompts. The leaderboard's score cache goes to tmp_path."""
     import json
 
-    import leaderboard
+    from arena_preference import leaderboard
 
     monkeypatch.setattr(leaderboard, "_default_cache_dir", lambda: tmp_path / "score-cache")
     answers = {"What is 2+2?": ["4", "The answer is 5.", "## Answer\n- **4**"],
@@ -211,8 +211,9 @@ def test_written_space_follows_the_space_conventions_and_builds_its_app(tmp_path
     # The model travels in model/; the project modules the app imports (leaderboard tab) travel beside it.
     assert (space / "model" / "config.json").is_file() and (space / "model" / "pipeline_arena.py").is_file()
     assert (space / "app.py").is_file()
-    for module in app._local_imports(space / "app.py"):
-        assert (space / f"{module}.py").is_file(), module
+    for relative in app._local_imports():
+        assert (space / relative).is_file(), relative
+    assert (space / "arena_preference" / "leaderboard.py").is_file() and (space / "modeling_arena.py").is_file()
 
     # As a Space runs it: from its own folder, with its own copies first on the path; no browser.
     code = ("import os; os.environ['GRADIO_ANALYTICS_ENABLED'] = 'False'\n"
@@ -228,15 +229,10 @@ def test_written_space_follows_the_space_conventions_and_builds_its_app(tmp_path
 
 
 def test_a_space_may_name_the_hub_model_instead_of_carrying_it(tmp_path, model_dir):
-    import importlib.util
-
     space = app.write_space(model_dir, tmp_path / "space", model_id="user/arena-tiny")
     assert not (space / "model").exists()
     assert _front_matter(space / "README.md")["models"] == ["user/arena-tiny"]
-    spec = importlib.util.spec_from_file_location("space_app", space / "app.py")
-    space_app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(space_app)
-    assert space_app.default_model() == "user/arena-tiny"
+    assert app.default_model(space) == "user/arena-tiny"
 
 
 def test_write_space_refuses_a_folder_without_a_model(tmp_path):

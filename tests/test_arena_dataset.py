@@ -14,17 +14,9 @@ import pytest
 from conftest import ROOT, SAMPLE_DATA, SHARED_DATA
 
 import arena_dataset
-from arena_dataset import (
-    ARENA_FEATURES,
-    BATTLE_FEATURES,
-    InvalidBattleError,
-    export_arena,
-    load_arena,
-    prompt_group,
-    split_by_prompt,
-    swap_battles,
-    tokenize_arena,
-)
+from arena_dataset import ARENA_FEATURES, BATTLE_FEATURES, InvalidBattleError, load_arena
+from arena_preference.battle_transforms import prompt_group, split_by_prompt, swap_battles, tokenize_arena
+from arena_dataset import export_arena
 
 KAGGLE_HEADER = ["id", "model_a", "model_b", "prompt", "response_a", "response_b", "winner_model_a",
                  "winner_model_b", "winner_tie"]

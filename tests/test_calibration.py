@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from calibration import MAX_TEMPERATURE, MIN_TEMPERATURE, fit_temperature
+from arena_preference.scoring import MAX_TEMPERATURE, MIN_TEMPERATURE, fit_temperature
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -52,10 +52,10 @@ def test_fit_temperature_stays_in_bounds_and_rejects_bad_shapes():
 
 
 def test_train_calibrate_stores_the_temperature_that_the_saved_model_applies(tmp_path):
-    import train
+    from arena_preference import train
     from test_train import TINY, battle
 
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     rows = [battle(i) for i in range(32)]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:24]))

@@ -131,7 +131,8 @@ def test_latest_turns_keeps_the_last_exchange_where_head_loses_it(tiny_tokenizer
 
 
 def test_training_path_encodes_like_the_pipeline(tiny_tokenizer, tmp_path):
-    from arena_dataset import load_arena, tokenize_arena
+    from arena_dataset import load_arena
+    from arena_preference.battle_transforms import tokenize_arena
 
     path = tmp_path / "battles.jsonl"
     winners = ["model_a", "model_b", "tie"]
@@ -237,7 +238,7 @@ def test_tokenize_within_gives_the_whole_texts_tokens_at_the_kept_end(tiny_token
 COST_PROBE = """
 import sys, time
 sys.path.insert(0, {root!r})
-from backbones import tiny_deberta_tokenizer
+from arena_preference.model_loading import tiny_deberta_tokenizer
 from encoding_arena import encode_battle
 tokenizer = tiny_deberta_tokenizer()
 encode_battle({{"prompt": "warm up", "response_a": "a", "response_b": "b"}}, tokenizer, 64)

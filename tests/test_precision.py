@@ -197,8 +197,8 @@ def test_the_pipeline_resolves_auto_and_runs_forced_bf16(monkeypatch, tiny_model
 def test_pooled_towers_key_their_cache_by_precision(tiny_model, tiny_tokenizer):
     import datasets
 
-    from arena_dataset import tokenize_arena
-    from pooled_towers import embed_towers
+    from arena_preference.battle_transforms import tokenize_arena
+    from arena_preference.pooled_towers import embed_towers
 
     rows = {key: [b[key] if isinstance(b[key], (str, int)) else " ".join(t or "" for t in b[key]) for b in BATTLES]
             for key in ("prompt", "response_a", "response_b", "label")}

@@ -27,7 +27,7 @@ def test_pipeline_task_is_known_to_a_user_who_only_imported_the_model():
 
 @pytest.mark.parametrize("path", ["{tmp}/out/arena-minilm", "./arena-minilm", "out/arena-minilm"])
 def test_a_local_model_path_that_does_not_exist_says_no_such_folder(tmp_path, monkeypatch, path):
-    from backbones import load_encoder, load_model
+    from arena_preference.model_loading import load_encoder, load_model
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "out").mkdir()  # "out/arena-minilm" has a Hub id's form; the existing out/ says it is a path
@@ -37,7 +37,7 @@ def test_a_local_model_path_that_does_not_exist_says_no_such_folder(tmp_path, mo
 
 
 def test_unlabeled_training_rows_that_share_one_prompt_say_no_labels(tmp_path, capsys):
-    import train
+    from arena_preference import train
 
     # One prompt: the split by prompt for evaluation would fail first ("too few to split by prompt").
     path = tmp_path / "unlabeled.jsonl"
@@ -56,7 +56,7 @@ def test_trainer_finds_no_new_pad_bos_eos_tokens_to_warn_about(tmp_path):
     from transformers.testing_utils import CaptureLogger
     from transformers.trainer_utils import align_special_tokens  # what Trainer calls on every run
 
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
     from pipeline_arena import ArenaPreferencePipeline
 
     fresh, tokenizer = load_model("embedded:tiny-deberta", max_length=32)
@@ -70,8 +70,8 @@ def test_trainer_finds_no_new_pad_bos_eos_tokens_to_warn_about(tmp_path):
 
 
 def test_model_card_names_the_optimizer_as_the_option_is_spelled(tmp_path, tiny_model):
-    import training_report
-    from training_arguments import parse_args
+    from arena_preference import training_report
+    from arena_preference.training_arguments import parse_args
 
     model_args, data_args, training_args = parse_args(["--output_dir", str(tmp_path), "--optim", "adagrad"])
     card = str(training_report.model_card(model_args, data_args, training_args, tiny_model.config, {}))
@@ -81,7 +81,7 @@ def test_model_card_names_the_optimizer_as_the_option_is_spelled(tmp_path, tiny_
 def test_a_push_logs_no_http_request_lines(tmp_path):
     import os
 
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
     from hub_server import HubServer
     from pipeline_arena import ArenaPreferencePipeline
 
@@ -104,9 +104,9 @@ def test_frozen_recipe_checkpoints_hold_the_head_only_and_resume_onto_the_encode
     from safetensors import safe_open
     from transformers.testing_utils import CaptureLogger
 
-    import recipe
+    from arena_preference import recipe
     from encoding_arena import ArenaCollator
-    from training_arguments import parse_args
+    from arena_preference.training_arguments import parse_args
 
     def trainer(max_steps: int):
         """The Trainer train.py builds for the frozen recipe: recipe's model, battles and trainer_class."""
@@ -136,7 +136,7 @@ def test_frozen_recipe_checkpoints_hold_the_head_only_and_resume_onto_the_encode
     for name, tensor in first.model.encoder.state_dict().items():
         assert second.model.encoder.state_dict()[name].equal(tensor), name
 
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     with pytest.raises(OSError, match="head's weights only"):  # not a model with a random encoder
         load_model(str(tmp_path / "checkpoint-2"))

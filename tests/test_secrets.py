@@ -11,7 +11,7 @@ import pickle
 
 import torch
 
-from training_arguments import ArenaTrainingArguments, parse_args
+from arena_preference.training_arguments import ArenaTrainingArguments, parse_args
 
 TOKEN = "hf_NotARealTokenButSecret"
 

@@ -21,10 +21,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import train  # noqa: E402  (the script's entry point, called as transformers' example tests call theirs)
-from hub_io import UserError, save_repo  # noqa: E402
-from scoring import METRIC_PATH  # noqa: E402
-from training_arguments import ArenaTrainingArguments, parse_args  # noqa: E402
+from arena_preference import train  # noqa: E402  (the script's entry point, called as transformers' example tests call theirs)
+from arena_preference.run_folder import UserError  # noqa: E402
+from arena_preference.hub_io import save_repo
+from arena_preference.scoring import METRIC_PATH  # noqa: E402
+from arena_preference.training_arguments import ArenaTrainingArguments, parse_args  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 
 TOPICS = ["math", "a poem", "python code", "the capital of France", "hash tables", "sorting", "the weather",
@@ -66,7 +67,7 @@ def files_args(data) -> list[str]:
 def initial_model(head: str):
     from transformers import set_seed
 
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     set_seed(42)  # train.py seeds before building the model: the same fresh heads
     model, _ = load_model("embedded:tiny-deberta", head=head)
@@ -123,7 +124,7 @@ def test_training_changes_every_trainable_parameter_and_writes_a_hub_repo(traine
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
     # The saved repo reloads (no project code needed is checked in the push test) and predicts as trained.
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     reloaded, _ = load_model(str(out))
     for name, param in reloaded.state_dict().items():
@@ -149,7 +150,8 @@ def test_dataset_name_folder_evaluates_its_validation_split(trained, data, tmp_p
     used; evaluating the trained model there gives the metrics of the training run's own evaluation."""
     import datasets
 
-    from arena_dataset import export_arena, load_arena
+    from arena_dataset import export_arena
+    from arena_dataset import load_arena
 
     _, result = trained
     folder = export_arena(datasets.DatasetDict({"train": load_arena(str(data["train"])),
@@ -165,7 +167,7 @@ def test_dataset_name_folder_evaluates_its_validation_split(trained, data, tmp_p
 
 def pipeline_probabilities(model_dir: Path, battles_file: Path) -> list[list[float]]:
     from arena_dataset import load_arena
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
     from pipeline_arena import ArenaPreferencePipeline
 
     model, tokenizer = load_model(str(model_dir))
@@ -238,7 +240,7 @@ def test_resume_latest_continues_at_the_right_step(data, tmp_path, capsys):
 PROBE = """
 import hashlib, json, os, sys
 sys.path.insert(0, {root!r})
-import train
+from arena_preference import train
 result = train.main(sys.argv[1:])
 state = result["trainer"].model.state_dict()
 digest = hashlib.sha256(b"".join(state[k].detach().cpu().numpy().tobytes() for k in sorted(state))).hexdigest()
@@ -446,7 +448,7 @@ def test_metric_module_loads_offline_by_path_and_scores():
 
 
 def test_a_failed_save_leaves_the_previous_model_intact(tmp_path, monkeypatch):
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
     from pipeline_arena import ArenaPreferencePipeline
 
     model, tokenizer = load_model("embedded:tiny-deberta", max_length=64)

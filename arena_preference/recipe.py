@@ -8,8 +8,8 @@ import logging
 from typing import Any
 
 from configuration_arena import check_max_length
-from hub_io import UserError
-from training_arguments import DataArguments, ModelArguments
+from arena_preference.run_folder import UserError
+from arena_preference.training_arguments import DataArguments, ModelArguments
 
 logger = logging.getLogger("train")
 # What Trainer's batches are made of: the columns ArenaCollator reads, and `length` for length grouping.
@@ -24,7 +24,7 @@ def model_columns(dataset: Any) -> Any:
 
 def load_model_and_tokenizer(model_args: ModelArguments) -> tuple[Any, Any]:
     """(ArenaModel, tokenizer): a fresh model around the named encoder, or a trained arena model as it is."""
-    from backbones import load_model
+    from arena_preference.model_loading import load_model
 
     options = {k: getattr(model_args, k) for k in ("head", "rank_loss", "pooling", "truncation", "style_features")}
     options = {k: v for k, v in options.items() if v is not None}
@@ -83,7 +83,8 @@ def is_trained(model_name_or_path: str, model: Any) -> bool:
 def load_splits(data_args: DataArguments, training_args: Any) -> dict[str, Any]:
     """The raw splits this run needs: {"train", "validation", "test"} (datasets.Dataset each, in the arena
     schema), with the validation split carved out of train by prompt when no validation set is given."""
-    from arena_dataset import InvalidBattleError, load_arena, split_by_prompt
+    from arena_dataset import InvalidBattleError, load_arena
+    from arena_preference.battle_transforms import split_by_prompt
 
     def load(file: str | None, split: str, needed: bool):
         source = file or data_args.dataset_name
@@ -132,14 +133,14 @@ def _require_labels(split: Any, name: str) -> None:
 
 def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, model_args: ModelArguments,
              data_args: DataArguments, training_args: Any) -> dict[str, Any]:
-    """Tower inputs for train/validation through arena_dataset.tokenize_arena (encoding_arena underneath, the
+    """Tower inputs for train/validation through battle_transforms.tokenize_arena (encoding_arena underneath, the
     same path the pipeline takes at prediction time); with a frozen encoder, its pooled towers in place of the
     token ids (pooled_towers.embed_towers: one encoder pass, cached, instead of one per epoch), computed on the
     device this process trains on."""
     from datasets import concatenate_datasets
 
-    from arena_dataset import swap_battles, tokenize_arena
-    from pooled_towers import embed_towers
+    from arena_preference.battle_transforms import swap_battles, tokenize_arena
+    from arena_preference.pooled_towers import embed_towers
 
     out = {}
     for name in ("train", "validation"):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from hub_io import UserError
+from arena_preference.run_folder import UserError
 
 # A 3-way log loss starts near log(3) = 1.1; a mean above this means logits in the hundreds on wrong answers.
 MAX_LOSS = 100.0

@@ -28,7 +28,7 @@ _SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 def embed_towers(dataset: datasets.Dataset, model: Any, batch_size: int = 16, chunk_size: int = 512,
                  precision: str = "auto") -> datasets.Dataset:
-    """Replace `input_ids_a` / `input_ids_b` (from `arena_dataset.tokenize_arena`) by `pooled_a` / `pooled_b`:
+    """Replace `input_ids_a` / `input_ids_b` (from `battle_transforms.tokenize_arena`) by `pooled_a` / `pooled_b`:
     the `(hidden_size,)` float32 output of `model.encode_towers` for each battle, in eval mode and without
     gradients. Other columns (style, label, ...) are kept.
 

@@ -20,7 +20,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
-from hub_io import UserError
+from arena_preference.run_folder import UserError
 from precision_arena import PRECISIONS
 
 ROOT = Path(__file__).resolve().parent
