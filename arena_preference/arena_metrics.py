@@ -1,9 +1,11 @@
 """arena_metrics: an `evaluate` metric for 3-way preference predictions (A wins, B wins, tie).
 
-Shipped in the repo because Hub metrics cannot be fetched offline; load it by path:
+Shipped inside the package because Hub metrics cannot be fetched offline; load it by path (a wheel install has it
+too):
 
     >>> import evaluate
-    >>> metric = evaluate.load("metrics/arena_metrics")  # doctest: +SKIP
+    >>> from arena_preference.scoring import METRIC_PATH
+    >>> metric = evaluate.load(str(METRIC_PATH))  # doctest: +SKIP
     >>> metric.compute(predictions=[[0.7, 0.2, 0.1], [0.2, 0.5, 0.3]], references=[0, 2])  # doctest: +SKIP
     {'log_loss': 0.780..., 'accuracy': 0.5, ...}
 

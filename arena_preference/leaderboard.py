@@ -567,7 +567,7 @@ def run(args: LeaderboardArguments) -> dict[str, Any] | None:
             raise LeaderboardError(f"--{name} {value}: expected a positive number")
     parse_anchor(args.anchor)
     # On CPU, PartialState(cpu=True) is what makes torchrun's processes one gloo group that shards and gathers
-    # (plain PartialState() lets each process score everything; ../shared/NOTES-hf-stack.md). On GPUs the plain one.
+    # (plain PartialState() lets each process score everything, and PartialState(backend="gloo") gathers only the local shard: both verified with torchrun on CPU). On GPUs the plain one.
     state = PartialState(cpu=not torch.cuda.is_available())
     is_main = state.is_main_process
 

@@ -43,8 +43,8 @@ def main(): return print("hello world") import numpy as np # comment 1 2 3 4 5 6
 def tiny_deberta_tokenizer() -> DebertaV2Tokenizer:
     """A DeBERTa-v2 tokenizer (Unigram over a vocabulary built here; words not in it fall back to characters).
 
-    Built from a (piece, score) list, not from an spm file: transformers 5 ignores `vocab_file` (see
-    NOTES-hf-stack.md).
+    Built from a (piece, score) list, not from an spm file: transformers 5's DebertaV2Tokenizer
+    silently ignores `vocab_file` (a 7-token vocabulary, everything `[UNK]`).
     """
     specials = [("[PAD]", 0.0), ("[UNK]", 0.0), ("[CLS]", 0.0), ("[SEP]", 0.0), ("[MASK]", 0.0)]
     chars = [c for c in string.printable if not c.isspace()]

@@ -93,6 +93,28 @@ def _hub_dataset(data_args: Any) -> str | None:
     return name if name and not Path(name).exists() else None
 
 
+def describe_head(config: Any) -> str:
+    """One line on the head that is saved, from its config (what the card says must be what the weights are)."""
+    pooling = f"mean of the last {config.pool_layers} layers" if getattr(config, "pool_layers", 1) > 1 else "mean"
+    style = "with" if config.style_features else "without"
+    if config.head == "classify":
+        return (f"classify, symmetric in A and B by construction: content logits from the two pooled towers "
+                f"({pooling} pooling; A = w1.a + w2.b, B = w1.b + w2.a, tie from |a - b|) plus additive style "
+                f"terms ({style} style features; the content logits alone are the style-controlled view), "
+                f"so swapping A and B swaps P(A) and P(B)")
+    return (f"rank ({config.rank_loss}): a reward per response from its pooled tower ({pooling} pooling); "
+            f"P(A), P(B), P(tie) from the reward gap with Davidson's tie parameter ({style} style features)")
+
+
+def shipped_code() -> list[str]:
+    """The remote-code modules that `save_repo` copies next to the weights (those the config's classes import)."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    modeling = Path(__file__).resolve().parents[1] / "modeling_arena.py"
+    found = {Path(p).name for p in get_relative_import_files(str(modeling))} | {modeling.name}
+    return sorted(found | {"configuration_arena.py"})
+
+
 def model_card(model_args: Any, data_args: Any, training_args: Any, config: Any, metrics: dict[str, float]):
     """A `huggingface_hub.ModelCard`: YAML metadata (library_name, pipeline_tag, tags, datasets, base_model,
     model-index with the evaluation results) and a body that says how to load the model and what it cannot do."""
@@ -126,8 +148,8 @@ def model_card(model_args: Any, data_args: Any, training_args: Any, config: Any,
     rows = "\n".join(f"| {name} | {metrics[f'eval_{name}']:.4f} |" for name in
                      (*CARD_METRICS, *(f"f1_{label}" for label in LABELS)) if f"eval_{name}" in metrics)
     table = (f"| metric | value |\n| --- | --- |\n{rows}" if rows else "No evaluation was run.")
-    head = ("classify: concat(pooled A, pooled B) -> Linear -> 3 logits" if config.head == "classify" else
-            f"rank ({config.rank_loss}): a reward per response; P(A), P(B), P(tie) from the reward gap")
+    head = describe_head(config)
+    shipped = ", ".join(f"`{name}`" for name in shipped_code())
     body = f"""
 # {repo_id}
 
@@ -158,8 +180,8 @@ judge(list_of_battles, batch_size=16, swap_tta=True)   # multi-turn: lists of tu
 model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)
 ```
 
-The code (configuration_arena.py, modeling_arena.py, encoding_arena.py, pipeline_arena.py) ships with the weights
-and needs only torch and transformers, hence `trust_remote_code=True`.
+The code ({shipped}) ships with the weights and needs only torch and transformers, hence
+`trust_remote_code=True`.
 
 ## Training
 
@@ -180,4 +202,4 @@ optimizer {getattr(training_args.optim, 'value', training_args.optim)}, seed {tr
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
 
 
-__all__ = ["model_card", "plot_confusion_and_calibration", "plot_training_curve"]
+__all__ = ["describe_head", "model_card", "shipped_code", "plot_confusion_and_calibration", "plot_training_curve"]

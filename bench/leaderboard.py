@@ -188,7 +188,7 @@ def render(report: dict) -> str:
                   f"frozen embedded:minilm-l6 features and head training), predictions averaged over both A/B "
                   f"orders as leaderboard.py does; Davidson ratings from the predictions (soft outcomes) against "
                   f"the same fit on the human votes; {r['bootstrap']} bootstrap resamples of prompts, seed "
-                  f"{r['seed']}. Issue 17's target: MT-Bench Kendall tau at least 0.73 (at most two of fifteen model "
+                  f"{r['seed']}. The target: MT-Bench Kendall tau at least 0.73 (at most two of fifteen model "
                   "pairs out of order).", "",
                   "| recipe | source | battles | models | Kendall tau | Spearman | pairwise order | log loss | "
                   "style-controlled: tau / pairwise order |",

@@ -1,4 +1,4 @@
-"""Which head recipe and which rating method give the leaderboard closest to the human one (issue 17)?
+"""Which head recipe and which rating method give the leaderboard closest to the human one?
 
     python bench/leaderboard_recipes.py              # -> bench/results/leaderboard_recipes.{md,json}, ~20 min on
                                                      # 2 CPU cores (out-of-fold predictions are cached under
@@ -364,7 +364,7 @@ def _fmt(s: dict | None) -> str:
 def render(report: dict) -> str:
     seeds = report["seeds"]
     lines = [
-        "# Which recipe and rating method track the human leaderboard? (issue 17)", "",
+        "# Which recipe and rating method track the human leaderboard?", "",
         f"Command: `{report['command']}`; {report['wall_minutes']:.1f} min on {report['cpu']}"
         + (" (out-of-fold predictions read from the cache where present; `--no_cache` refits everything, about 25 "
            "min)." if report.get("cache") else ", every head refitted."), "",
@@ -373,7 +373,7 @@ def render(report: dict) -> str:
         "(LOSO): trained on the other sources minus battles on the held-out source's prompts, head-training seeds "
         f"{', '.join(map(str, seeds))}. Kendall tau (tau-b) of the predicted ratings against the Davidson fit on the "
         "human votes of that source; log loss: per battle, of the swap-averaged predictions (all battles, and the "
-        "source's own). Issue 17's target: MT-Bench tau >= 0.73.", "",
+        "source's own). The target: MT-Bench tau >= 0.73.", "",
         "Selection rule: better mean of the two sources' CV taus, neither source's mean tau lower by more than its "
         "sd, log loss (all battles) not higher by more than 0.002, LOSO taus not lower. MT-Bench alone decides "
         "nothing.", "",

@@ -1,4 +1,4 @@
-"""Quality study on real votes: position-neutral, per source and leave-one-source-out (issue 16).
+"""Quality study on real votes: position-neutral, per source and leave-one-source-out.
 
     python bench/quality.py            # writes bench/results/quality.{md,json,png}; ~40 min on 2 CPU cores the
                                        # first time (two encoder passes), a few minutes from the cache
@@ -108,7 +108,7 @@ class Battles:
 
 
 def legacy_style_features(turns: list[str]) -> list[float]:
-    """The 9 style features of today's default (the code before issue 16), kept verbatim so the reference recipe
+    """The 9 style features of today's default (the code before the symmetric head), kept verbatim so the reference recipe
     is the one that shipped: log1p counts by regular expressions, plus an all-empty flag."""
     text = "\n".join(turns)
     counts = (

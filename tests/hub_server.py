@@ -1,7 +1,7 @@
 """A small in-memory server that speaks enough of the Hugging Face Hub's HTTP API for the real clients
 (huggingface_hub, transformers, datasets) to push and load repos end to end, offline.
 
-Written by hand because no PyPI package provides a Hub server that accepts uploads (see NOTES-hf-stack.md).
+Written by hand because no PyPI package provides a Hub server that accepts uploads (olah is a read-only mirror; hf-local-hub ships no server in its wheel).
 Covers: create_repo, whoami, model/dataset info, preupload, commit (NDJSON), the LFS batch / PUT / verify flow,
 tree, paths-info, refs, and resolve (HEAD/GET with X-Repo-Commit, ETag, Content-Length, Range). Standard library
 only; no git: a commit is a snapshot {path: bytes} with a made-up sha1.

@@ -454,7 +454,7 @@ def test_five_thousand_battles_stream_in_flat_memory_and_match_chunked_scoring(j
         torch.testing.assert_close(probs[start : start + 1000], expected, rtol=0, atol=BATCH_TOLERANCE)
 
 
-# --- issue 18: valid input is read as valid, invalid input is named (encodings, file kinds, types, caches) ----------
+# --- valid input is read as valid, invalid input is named (encodings, file kinds, types, caches) ----------
 # Every file read goes through one reader (battle_files.read_bytes -> _sniff -> _decode -> the format's parser),
 # so each case here checks that shared mechanism; docs/hostile-inputs.md lists them all.
 

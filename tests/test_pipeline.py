@@ -11,6 +11,9 @@ from encoding_arena import as_turns
 from modeling_arena import ArenaModel
 from pipeline_arena import SORT_WINDOW_BATCHES, ArenaPreferencePipeline
 
+# What "auto" resolves to changes these results (see PRECISION_TOLERANCE in conftest.py).
+pytestmark = pytest.mark.precision_sensitive
+
 PROBS = ("winner_model_a", "winner_model_b", "winner_tie")
 
 
@@ -71,11 +74,23 @@ def test_one_battle_gives_probabilities_and_the_most_likely_label(judge):
     assert result["label"] == max(PROBS, key=result.__getitem__)
 
 
-def test_pipeline_matches_the_model_called_directly(judge, tiny_batch):
+def test_pipeline_in_fp32_matches_the_model_called_directly(judge, tiny_batch):
+    exact = ArenaPreferencePipeline(model=judge.model, tokenizer=judge.tokenizer, precision="fp32")
+    with torch.no_grad():
+        expected = judge.model(**tiny_batch).logits.softmax(-1)
+    got = torch.tensor([_probs(r) for r in exact(BATTLES, batch_size=4)])
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+
+
+def test_the_default_precision_stays_within_its_tolerance_of_fp32(judge, tiny_batch):
+    """`auto` resolves by CPU (bf16, onnx-fp32 or fp32; ARENA_AUTO_PRECISION picks one on any CPU): the probabilities
+    must stay within that precision's tolerance of the model in PyTorch fp32."""
+    from conftest import PRECISION_TOLERANCE
+
     with torch.no_grad():
         expected = judge.model(**tiny_batch).logits.softmax(-1)
     got = torch.tensor([_probs(r) for r in judge(BATTLES, batch_size=4)])
-    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got, expected, atol=PRECISION_TOLERANCE[judge.precision], rtol=0)
 
 
 def test_strings_turn_lists_and_kaggle_json_strings_give_the_same_result(judge):
@@ -226,6 +241,7 @@ def test_saved_pipeline_loads_as_remote_code_without_the_project(tmp_path, judge
     code = f"""
 import json
 from transformers import pipeline
+
 battles = json.loads({json.dumps(json.dumps(battles))})
 named = pipeline("arena-preference", model={str(repo)!r}, trust_remote_code=True)
 unnamed = pipeline(model={str(repo)!r}, trust_remote_code=True)

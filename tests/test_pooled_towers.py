@@ -12,6 +12,9 @@ from encoding_arena import ArenaCollator
 from arena_preference.pooled_towers import embed_towers
 from precision_arena import weights_digest
 
+# What "auto" resolves to changes these results (see PRECISION_TOLERANCE in conftest.py).
+pytestmark = pytest.mark.precision_sensitive
+
 
 @pytest.fixture()
 def tokenized(tiny_tokenizer):
@@ -22,7 +25,8 @@ def tokenized(tiny_tokenizer):
 
 def test_pooled_towers_match_the_encoder_row_by_row_in_input_order(tiny_model, tokenized, tiny_tokenizer):
     tiny_model.train()  # embed_towers must pool in eval mode (no dropout) and give the mode back
-    pooled = embed_towers(tokenized, tiny_model, batch_size=3, chunk_size=4)  # sorting inside chunks, 2 batches
+    # sorting inside chunks, 2 batches; fp32 pinned: this is a test of exactness (the default is tested below)
+    pooled = embed_towers(tokenized, tiny_model, batch_size=3, chunk_size=4, precision="fp32")
     assert tiny_model.training
     assert {"input_ids_a", "input_ids_b"}.isdisjoint(pooled.column_names)
     assert pooled["label"] == tokenized["label"] and pooled["style_a"] == tokenized["style_a"]
@@ -39,7 +43,7 @@ def test_pooled_towers_match_the_encoder_row_by_row_in_input_order(tiny_model, t
 
 def test_the_head_on_pooled_towers_equals_the_model_on_token_ids(tiny_model, tokenized, tiny_tokenizer):
     tiny_model.eval()
-    pooled = embed_towers(tokenized, tiny_model)
+    pooled = embed_towers(tokenized, tiny_model, precision="fp32")
     collate = ArenaCollator(tiny_tokenizer.pad_token_id)
     from_ids, from_pooled = collate(list(tokenized)), collate(list(pooled))
     assert set(from_pooled) == {"pooled_a", "pooled_b", "style_a", "style_b", "labels"}
@@ -52,6 +56,23 @@ def test_the_head_on_pooled_towers_equals_the_model_on_token_ids(tiny_model, tok
         tiny_model(**from_ids, pooled_a=from_pooled["pooled_a"], pooled_b=from_pooled["pooled_b"])
     with pytest.raises(ValueError, match="required"):
         tiny_model(style_a=from_ids["style_a"], style_b=from_ids["style_b"])
+
+
+def test_the_default_precision_pools_within_its_tolerance_of_fp32(tiny_model, tokenized, tiny_tokenizer):
+    """`auto` pools in what it resolves to on this CPU (ARENA_AUTO_PRECISION can force bf16, onnx-fp32 or fp32):
+    the head's probabilities on those towers stay within that precision's tolerance of fp32."""
+    from conftest import PRECISION_TOLERANCE
+    from precision_arena import prepare_for
+
+    tiny_model.eval()
+    resolved = prepare_for(tiny_model, "auto")[1]
+    collate = ArenaCollator(tiny_tokenizer.pad_token_id)
+    exact = collate(list(embed_towers(tokenized, tiny_model, precision="fp32")))
+    default = collate(list(embed_towers(tokenized, tiny_model)))
+    with torch.no_grad():
+        expected = tiny_model(**exact).logits.softmax(-1)
+        got = tiny_model(**default).logits.softmax(-1)
+    torch.testing.assert_close(got, expected, atol=PRECISION_TOLERANCE[resolved], rtol=0)
 
 
 def test_the_cache_key_follows_the_encoder_weights(tiny_model, tokenized):

@@ -21,6 +21,12 @@ CPU_QUERIES = ("_is_amx_tile_supported", "_is_avx512_bf16_supported", "_is_vnni_
 HEAD_STD = 0.3
 
 
+@pytest.fixture(autouse=True)
+def _auto_as_on_this_cpu(monkeypatch):
+    """These tests mock the CPU: the override that CI sets for other test files would hide the mocked flags."""
+    monkeypatch.delenv(precision_arena.AUTO_OVERRIDE_ENV, raising=False)
+
+
 def mock_cpu(monkeypatch, amx=False, avx512_bf16=False, vnni=False, avx2=True):
     for query, value in zip(CPU_QUERIES, (amx, avx512_bf16, vnni, avx2)):
         monkeypatch.setattr(torch.cpu, query, lambda value=value: value, raising=False)
@@ -67,6 +73,27 @@ def test_auto_picks_bf16_only_on_cpus_with_bf16_units(monkeypatch, flags, expect
         expected = "onnx-fp32"  # the same fp32 arithmetic, run by ONNX Runtime where it is installed
     assert resolve_precision("auto", "cpu") == expected
     assert resolve_precision() == expected  # the CPU by default
+
+
+@pytest.mark.parametrize("override", ["bf16", "onnx-fp32", "fp32"])
+@pytest.mark.parametrize("flags", [{"amx": True}, {}])
+def test_the_environment_makes_auto_resolve_as_on_another_cpu(monkeypatch, caplog, override, flags):
+    mock_cpu(monkeypatch, **flags)
+    monkeypatch.setattr(precision_arena, "onnxruntime_available", lambda: True)
+    monkeypatch.setattr(precision_arena, "_logged", set())
+    monkeypatch.setenv("ARENA_AUTO_PRECISION", override)
+    with caplog.at_level(logging.INFO, logger="precision_arena"):
+        assert resolve_precision("auto", "cpu") == override
+    assert f"ARENA_AUTO_PRECISION={override}" in caplog.text
+    assert resolve_precision("fp32", "cpu") == "fp32"  # a forced precision ignores it
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", "cuda") == "fp16"  # it speaks for CPUs only
+
+
+def test_a_bad_override_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("ARENA_AUTO_PRECISION", "int8")
+    with pytest.raises(ValueError, match=r"ARENA_AUTO_PRECISION='int8': expected one of \('bf16', 'onnx-fp32', 'fp32'\)"):
+        resolve_precision("auto", "cpu")
 
 
 def test_without_torchs_flags_a_timed_matmul_decides(monkeypatch):

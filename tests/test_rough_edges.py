@@ -1,4 +1,4 @@
-"""What a newcomer met first (issue 20): each rough edge, checked where its behaviour changed."""
+"""What a newcomer met first: each rough edge, checked where its behaviour changed."""
 
 from __future__ import annotations
 

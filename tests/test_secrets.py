@@ -1,4 +1,4 @@
-"""Secrets never reach disk (issue 18, class 5): `--hub_token` stays in the live arguments for the push and nowhere
+"""Secrets never reach disk : `--hub_token` stays in the live arguments for the push and nowhere
 else: not in what Trainer pickles into every checkpoint (training_args.bin, via torch.save), not in any other
 pickle or copy written out, not in the arguments' text forms that get logged. Fast: no training run (the end-to-end
 check is test_failures_train.py::test_the_hub_token_never_reaches_the_disk)."""

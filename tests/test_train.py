@@ -490,6 +490,7 @@ def test_length_grouping_groups_battles_by_their_longer_tower(freeze, data, tmp_
 
 
 def test_space_dir_writes_a_gradio_space_of_the_trained_model(data, tmp_path):
+    pytest.importorskip("gradio", reason="--space_dir needs the demo extra: pip install 'arena-preference[demo]'")
     train.main([*TINY, *files_args(data), "--do_train", "--eval_strategy", "no", "--max_steps", "1",
                 "--output_dir", str(tmp_path / "out"), "--space_dir", str(tmp_path / "space")])
     space = tmp_path / "space"
