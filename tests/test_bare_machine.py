@@ -74,7 +74,7 @@ def bare_python() -> str:
 
 
 def test_a_pushed_model_loads_and_scores_the_same_with_only_torch_and_transformers(tmp_path):
-    from conftest import PROTOCOL_TOLERANCE
+    from conftest import PRECISION_TOLERANCE
 
     from pipeline_arena import ArenaPreferencePipeline  # noqa: F401  (registers the task in this process)
     from transformers import pipeline
@@ -116,6 +116,6 @@ def test_a_pushed_model_loads_and_scores_the_same_with_only_torch_and_transforme
         assert got == pytest.approx(want, abs=1e-6)
     # "auto" there resolves to what the bare CPU allows (no onnxruntime: fp32, or bf16 with bf16 units).
     assert answer["default_precision"] in ("fp32", "bf16")
-    tolerance = PROTOCOL_TOLERANCE[answer["default_precision"]]
+    tolerance = PRECISION_TOLERANCE[answer["default_precision"]]
     for got, want in zip(answer["default"], expected):
         assert got == pytest.approx(want, abs=tolerance)
