@@ -13,7 +13,7 @@ Tabs:
 A Space is a folder with `app.py` at its root and a README.md whose YAML header says `sdk: gradio`. Write one next
 to a trained model, then publish it:
 
-    python -c "import app; app.write_space('out/arena-minilm', 'out/arena-space')"   # or train.py --space_dir
+    python -c "from arena_preference.demo import write_space; write_space('out/arena-minilm', 'out/space')"   # or train.py --space_dir
     python -c "from huggingface_hub import upload_folder; upload_folder(folder_path='out/arena-space', \
         repo_id='user/arena-demo', repo_type='space')"          # after create_repo(..., repo_type='space',
                                                                 # space_sdk='gradio')
