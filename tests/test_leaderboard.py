@@ -76,23 +76,7 @@ def write_battles(path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------------------ fit
-def _davidson(theta, nu, a, b):
-    half = (theta[a] - theta[b]) / 2
-    w = np.stack([np.exp(half), np.exp(-half), np.full_like(half, nu)], axis=1)
-    return w / w.sum(1, keepdims=True)
-
-
-def test_fit_recovers_known_ratings_from_exact_probabilities():
-    theta, nu = np.array([0.9, 0.2, -0.4, -0.7]), 0.6
-    a, b = (x.ravel() for x in np.meshgrid(range(4), range(4), indexing="ij"))
-    keep = a != b
-    a, b = a[keep], b[keep]
-    fitted, fitted_nu = lb.fit_davidson(a, b, _davidson(theta, nu, a, b), 4)
-    np.testing.assert_allclose(fitted, theta - theta.mean(), atol=1e-3)
-    assert fitted_nu == pytest.approx(nu, abs=1e-3)
-    rates = lb.win_rates(fitted, fitted_nu)
-    np.testing.assert_allclose(rates + rates.T, 1.0)  # expected scores of a pair add up to one
-    assert rates[0, 3] > rates[0, 1] > 0.5
+from test_ratings import davidson as _davidson  # noqa: E402
 
 
 def _scored(seed: int = 0, n_groups: int = 40, exact: bool = False) -> lb.ScoredBattles:
@@ -137,15 +121,7 @@ def test_bootstrap_is_seeded_and_intervals_contain_the_estimate():
         assert row["ci_low"] < row["rating"] < row["ci_high"]
 
 
-def test_human_agreement_on_a_hand_made_case():
-    # predicted order alpha > beta > gamma; human order alpha > gamma > beta: one of three pairs swapped
-    predicted, human = np.array([1100.0, 1000.0, 900.0]), np.array([1100.0, 900.0, 1000.0])
-    probs = np.array([[0.5, 0.25, 0.25], [0.25, 0.5, 0.25]])
-    result = lb.agreement(predicted, human, probs, np.array([0, 1]))
-    assert result["kendall_tau"] == pytest.approx(1 / 3)
-    assert result["spearman"] == pytest.approx(0.5)
-    assert result["pairwise_accuracy"] == pytest.approx(2 / 3)
-    assert result["log_loss"] == pytest.approx(np.log(2))
+def test_rate_fits_the_human_votes_and_reports_agreement():
     # hard votes through rate(): human_rating per model and an agreement block
     board = lb.rate(_scored(), bootstrap=0)
     assert {"kendall_tau", "spearman", "pairwise_accuracy", "log_loss"} == set(board["agreement"])
