@@ -3,7 +3,7 @@
 The work is in arena_preference/leaderboard.py (command line, I/O) and arena_preference/ratings.py (the fits).
 """
 
-from arena_preference.leaderboard import main
+from arena_preference.leaderboard import cli
 
 if __name__ == "__main__":
-    main()
+    cli()

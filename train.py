@@ -3,7 +3,7 @@
 The same command as `arena-train` (installed with the package); the work is in arena_preference/train.py.
 """
 
-from arena_preference.train import main
+from arena_preference.train import cli
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -163,5 +163,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sys.exit(1)
 
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The `arena-train` console script: `main` without its return value (a console script passes what it returns to
+    sys.exit, which would print it and exit with status 1)."""
     main()
+
+
+if __name__ == "__main__":
+    cli()
