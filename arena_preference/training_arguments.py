@@ -23,8 +23,9 @@ from transformers.hf_argparser import string_to_bool
 from arena_preference.run_folder import UserError
 from precision_arena import PRECISIONS
 
-ROOT = Path(__file__).resolve().parent
-EXAMPLES = ROOT / "examples"
+# The example battles of the main job live in the clone (examples/ beside this package); an installed package has
+# none, and then data must be named.
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DEFAULT_MODEL = "embedded:minilm-l6"
 DO_FLAGS = ("do_train", "do_eval", "do_predict")
 
@@ -318,6 +319,9 @@ def fill_in_data_defaults(data_args: DataArguments, training_args: TrainingArgum
     """
     named = (data_args.train_file, data_args.validation_file, data_args.test_file, data_args.dataset_name)
     if not any(named):
+        if not (EXAMPLES / "train.jsonl").is_file():
+            raise UserError("no data named and no example battles here (they ship with a clone, in examples/): "
+                            "pass --train_file (and --validation_file, --test_file) or --dataset_name")
         data_args.train_file = str(EXAMPLES / "train.jsonl")
         data_args.validation_file = str(EXAMPLES / "validation.jsonl")
         data_args.test_file = str(EXAMPLES / "test.csv")
