@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -198,3 +199,226 @@ def test_short_help_lists_data_output_and_actions_before_model_options_and_says_
         assert "once, at the end of the run" in " ".join(shown.split()) and "every time the model is saved" not in \
             " ".join(shown.split())
     assert "Not directly used by Trainer" not in text
+
+
+# -------------------------------------------------------------------------- case 1: a local path that is not there
+@pytest.mark.parametrize("path", ["{tmp}/out/arena-minlm", "./arena-minlm", "out/arena-minlm", "{tmp}/empty"])
+def test_the_demo_says_no_such_folder_at_once_for_a_mistyped_model_path(tmp_path, monkeypatch, capsys, path):
+    """`app.py --model <typo>` tried the Hub for 33 s and printed 70 lines of traceback."""
+    from arena_preference import demo, model_loading  # noqa: F401  (imported before the clock starts)
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "empty").mkdir()  # a folder, but no saved model in it
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--model", path.format(tmp=tmp_path)])
+    message = str(exit_info.value.code)
+    assert message.startswith(f"app.py: error: --model {path.format(tmp=tmp_path)}: ")
+    assert ("no such folder" in message) != ("no config.json" in message)
+    assert time.monotonic() - started < 10 and "Traceback" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ case 2: broken model folders through pipeline()
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> Path:
+    from arena_preference.model_loading import load_model
+    from pipeline_arena import ArenaPreferencePipeline
+
+    model, tokenizer = load_model("embedded:tiny-deberta", max_length=32)
+    folder = tmp_path_factory.mktemp("saved") / "model"
+    ArenaPreferencePipeline(model=model, tokenizer=tokenizer, precision="fp32").save_pretrained(str(folder))
+    return folder
+
+
+class _Evil:
+    def __reduce__(self):  # what a malicious pytorch_model.bin does when unpickled
+        return (os.system, ("echo unpickled > /dev/null",))
+
+
+def _truncate(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+def _drop_encoder_config(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    del config["encoder_config"]
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _pickled_weights(folder: Path) -> None:
+    import pickle
+
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Evil()))
+
+
+@pytest.mark.parametrize(("break_it", "message"), [
+    (_truncate, r"model\.safetensors: not a complete safetensors file \(.*\); it was cut short"),
+    (_drop_encoder_config, r"config\.json: has no encoder_config, the encoder's architecture .*restore config\.json"),
+    (_pickled_weights, r"pytorch_model\.bin: pickled weights are refused: unpickling a file can run any code"),
+])
+def test_broken_model_files_are_named_by_the_pipeline_load_model_and_train_py(saved_model, tmp_path, capsys,
+                                                                             break_it, message):
+    """SafetensorError's "incomplete metadata", transformers' "You set ignore_mismatched_sizes to False" and torch's
+    "Weights only load failed ... Unsupported operand" become one line naming the file and what to do."""
+    import shutil
+
+    from transformers import pipeline
+
+    from arena_preference.model_loading import load_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(saved_model, folder)
+    break_it(folder)
+    with pytest.raises(Exception, match=message) as raised:
+        pipeline("arena-preference", model=str(folder), trust_remote_code=True)
+    assert type(raised.value).__name__ == "ModelFilesError"  # not wrapped in "Could not load model ... Traceback"
+    assert "Traceback" not in str(raised.value)
+    with pytest.raises(OSError, match=message):
+        load_model(str(folder))
+    line = one_line_error(capsys, ["--model_name_or_path", str(folder), "--do_predict", "--test_file",
+                                   str(EXAMPLES / "test.csv"), "--output_dir", str(tmp_path / "pred")])
+    assert re.search(message, line)
+
+
+# --------------------------------------------------------------- case 4: inputs from the pandas / numpy world
+def test_pipeline_scores_a_dataframe_by_rows_and_names_what_it_cannot_read(saved_model):
+    import numpy as np
+    import pandas as pd
+
+    from transformers import pipeline
+
+    judge = pipeline("arena-preference", model=str(saved_model), trust_remote_code=True)
+    battles = [{"prompt": "Capital of France?", "response_a": "Paris.", "response_b": "I think it is Lyon."},
+               {"prompt": "2+2?", "response_a": "4", "response_b": "5"}]
+    expected = judge(battles)
+    frame = pd.DataFrame(battles)
+    assert judge(frame) == expected  # was: "battle 0: ... got 'str'" (iterating a DataFrame gives its columns)
+    assert judge(frame.iloc[1]) == expected[1]  # a row (Series) is one battle
+    assert judge(np.array(battles)) == expected
+    turns = {"prompt": np.array(["Hi", "And?"]), "response_a": np.array(["a", "b"]), "response_b": ["c", "d"]}
+    assert judge(turns) == judge({key: list(value) for key, value in turns.items()})
+    with pytest.raises(ValueError, match=r"the pandas DataFrame has no column\(s\) \['response_b'\]; expected one "
+                                         r"battle per row in columns .*got columns \['prompt', 'response_a', 'answer'"):
+        judge(frame.rename(columns={"response_b": "answer"}))
+    with pytest.raises(ValueError, match=r"got a tuple of 3 strings; a list or tuple holds several battles: pass one "
+                                         r"battle as a dict"):
+        judge(("What is 2+2?", "4", "5"))
+    import datasets
+
+    numpy_rows = datasets.Dataset.from_list(battles).with_format("numpy")
+    assert list(judge(numpy_rows)) == expected
+
+
+# ------------------------------------------------------------------ case 5: labels the same way in every format
+def test_unambiguous_labels_read_the_same_in_parquet_csv_and_json(tmp_path):
+    import pandas as pd
+
+    from arena_dataset import InvalidBattleError, load_arena
+
+    battle = {"prompt": "p", "response_a": "a", "response_b": "b"}
+    float_labels = pd.DataFrame([{"id": i, **battle, "label": float(label)} for i, label in enumerate((0, 1, 2))])
+    float_labels.to_parquet(tmp_path / "float.parquet")
+    float_labels.astype({"label": str}).to_csv(tmp_path / "float.csv", index=False)  # "0.0", "1.0", "2.0"
+    float_labels.to_json(tmp_path / "float.jsonl", orient="records", lines=True)
+    one_hot = pd.DataFrame([{"id": i, **battle, "winner_model_a": i == 0, "winner_model_b": i == 1,
+                             "winner_tie": i == 2} for i in range(3)])
+    one_hot.to_parquet(tmp_path / "bool.parquet")  # a bool column
+    one_hot.to_csv(tmp_path / "bool.csv", index=False)  # pandas writes "True"/"False"
+    one_hot.to_json(tmp_path / "bool.jsonl", orient="records", lines=True)  # JSON true/false
+    for name in ("float.parquet", "float.csv", "float.jsonl", "bool.parquet", "bool.csv", "bool.jsonl"):
+        assert load_arena(str(tmp_path / name), split="train")["label"] == [0, 1, 2], name
+    ambiguous = pd.DataFrame([{"id": 0, **battle, "label": 1.5}])
+    ambiguous.to_parquet(tmp_path / "half.parquet")
+    with pytest.raises(InvalidBattleError, match=r"half\.parquet, row 1 \(id 0\), field 'label': expected 0, 1, 2 "):
+        load_arena(str(tmp_path / "half.parquet"), split="train")
+    two = one_hot.assign(winner_model_b=True)
+    two.to_parquet(tmp_path / "two.parquet")
+    with pytest.raises(InvalidBattleError, match=r"exactly one 1, got \(True, True, False\)"):
+        load_arena(str(tmp_path / "two.parquet"), split="train")
+
+
+# ------------------------------------------------------- case 6: the row that made a file look like the Kaggle layout
+def test_a_plain_csv_with_one_json_list_prompt_names_that_row(tmp_path):
+    import csv
+
+    from arena_dataset import InvalidBattleError, load_arena
+
+    rows = [{"id": i, "prompt": f"Question {i}?", "response_a": "a", "response_b": "b", "winner": "model_a"}
+            for i in range(20)]
+    rows[13].update(prompt='["Hi", "again"]', response_a='["x", "y"]', response_b='["x", "y"]')
+    with open(tmp_path / "plain.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(InvalidBattleError, match=r"plain\.csv, line 2 \(id 0\), field 'prompt': expected a JSON "
+                                                 r"list .* \(the file reads as the Kaggle layout, every cell a JSON "
+                                                 r"list of turns, because the prompt at line 15 is one: for plain text "
+                                                 r"columns, fix that row"):
+        load_arena(str(tmp_path / "plain.csv"), split="train")
+
+
+# ------------------------------------------------------------ case 7: max_length with relative positions is bounded
+def test_max_length_for_a_relative_position_encoder_is_bounded(saved_model, capsys):
+    from transformers import pipeline
+
+    judge = pipeline("arena-preference", model=str(saved_model), trust_remote_code=True)
+    battle = {"prompt": "Hi", "response_a": "Hello " * 50, "response_b": "Hey"}
+    with pytest.raises(ValueError, match=r"max_length=10000000: this deberta-v2 encoder reads at most 4096 tokens "
+                                         r"per tower \(relative positions: .*\); give max_length=4096 or less"):
+        judge(battle, max_length=10**7)
+    assert judge(battle, max_length=4096)["label"]
+    line = one_line_error(capsys, [*TINY, "--max_length", str(10**7), "--train_file", str(EXAMPLES / "train.jsonl"),
+                                   "--do_train", "--output_dir", "/nonexistent/never-written"])
+    assert "reads at most 4096 tokens per tower" in line
+
+
+# -------------------------------------------------------------------------------------- first hour: the demo
+def test_the_demo_names_the_training_data_and_its_leaderboard_table_has_headers(saved_model, tmp_path):
+    import shutil
+
+    from arena_preference import demo
+    from arena_preference.training_report import _small_data_caveat
+
+    folder = tmp_path / "model"
+    shutil.copytree(saved_model, folder)
+    assert demo.training_summary(str(folder)) is None  # no card: nothing is claimed
+    (folder / "README.md").write_text("# m\n\n## Training\n\n48 training battles;\nthe head only.\n\n## Limits\n"
+                                      f"{_small_data_caveat(48)}\n- It predicts what voters preferred.\n")
+    summary = demo.training_summary(str(folder))
+    assert summary.startswith("Trained on 48 battles. Trained on only 48 battles: enough to show the interface, "
+                              "not to judge answers")
+    app = demo.build_demo(str(folder))
+    table = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == "leaderboard_table")
+    assert list(table.headers) == list(demo.TABLE_HEADERS)
+    note = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == "trained_on")
+    assert "48 battles" in note.value
+
+
+def test_the_model_card_warns_first_when_the_training_set_is_small():
+    from arena_preference.training_report import _small_data_caveat
+
+    assert "Trained on only 48 battles" in _small_data_caveat(48)
+    assert _small_data_caveat(5000) == "" and _small_data_caveat(None) == ""
+
+
+# ------------------------------------------------------------------------------ first hour: the leaderboard CLI
+def test_leaderboard_says_where_its_files_went_and_prints_no_future_warning(saved_model, tmp_path, capsys):
+    import warnings
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_leaderboard import write_responses
+
+    from arena_preference import leaderboard as lb
+
+    responses = write_responses(tmp_path / "answers.jsonl")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lb.main(["--model_name_or_path", str(saved_model), "--responses", str(responses), "--bootstrap", "5",
+                 "--cache_dir", "none", "--output_dir", str(tmp_path / "board")])
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]
+    err = capsys.readouterr().err
+    assert (f"leaderboard.py: wrote leaderboard.md, leaderboard.csv, leaderboard.json, battles.csv, ratings.png, "
+            f"win_rates.png to {tmp_path / 'board'}") in err
