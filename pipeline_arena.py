@@ -316,12 +316,18 @@ def _from_pandas(inputs: Any) -> Any:
     if module != "pandas" or name not in ("DataFrame", "Series"):
         return inputs
     if name == "Series":
-        return inputs.to_dict()
+        return _pandas_nulls(inputs.to_dict())
     missing = [key for key in BATTLE_KEYS if key not in inputs.columns]
     if missing:
         raise ValueError(f"the pandas DataFrame has no column(s) {missing}; expected one battle per row in columns "
                          f"{list(BATTLE_KEYS)}, got columns {[str(c) for c in inputs.columns][:20]}")
-    return inputs.to_dict(orient="records")
+    return [_pandas_nulls(row) for row in inputs.to_dict(orient="records")]
+
+
+def _pandas_nulls(row: dict) -> dict:
+    """pandas stores a missing cell (None in the data) as NaN; read it as the null it stands for, an empty turn, as
+    a null cell of a CSV, JSON or parquet file is."""
+    return {key: None if isinstance(value, float) and value != value else value for key, value in row.items()}
 
 
 def _stack_with_swapped(inputs: dict[str, torch.Tensor], pad_token_id: int) -> dict[str, torch.Tensor]:

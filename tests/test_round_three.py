@@ -129,6 +129,32 @@ def test_a_live_holder_is_respected_where_the_filesystem_ignores_flock(tmp_path)
         sleeper.wait()
 
 
+def test_overwrite_output_dir_never_empties_a_folder_another_run_is_writing(tmp_path, capsys):
+    """--overwrite_output_dir removes a folder's contents: with the lock checked first, it cannot pull the files
+    from under a run in progress."""
+    folder = tmp_path / "run"
+    holder = _holder(folder)
+    try:
+        (folder / "model.safetensors").write_bytes(b"being written")
+        line = one_line_error(capsys, [*TINY, "--train_file", str(EXAMPLES / "train.jsonl"), "--do_train",
+                                       "--overwrite_output_dir", "--output_dir", str(folder)])
+        assert f"is in use by another run: process {holder.pid} " in line
+        assert (folder / "model.safetensors").read_bytes() == b"being written"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_file_cut_short_by_a_kill_mid_write_is_taken_over(tmp_path):
+    from arena_preference.run_folder import LOCK_NAME, OutputFolderLock
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / LOCK_NAME).write_text('{"pid": 12')  # a process killed while writing its record
+    with OutputFolderLock(folder):
+        assert json.loads((folder / LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
 def test_the_readme_first_command_run_twice_replaces_its_own_run_and_nothing_else(tmp_path, monkeypatch, capsys):
     """`python train.py` with no --output_dir, run again as written, replaces its own finished run in the default
     folder (with a warning); another command into that folder, or any run into a folder named with --output_dir,
@@ -300,6 +326,8 @@ def test_pipeline_scores_a_dataframe_by_rows_and_names_what_it_cannot_read(saved
     assert judge(np.array(battles)) == expected
     turns = {"prompt": np.array(["Hi", "And?"]), "response_a": np.array(["a", "b"]), "response_b": ["c", "d"]}
     assert judge(turns) == judge({key: list(value) for key, value in turns.items()})
+    with_gap = pd.DataFrame([{**battles[1], "response_b": None}])  # pandas holds the missing answer as NaN
+    assert judge(with_gap) == judge([{**battles[1], "response_b": ""}])  # a null cell: an empty turn, as in files
     with pytest.raises(ValueError, match=r"the pandas DataFrame has no column\(s\) \['response_b'\]; expected one "
                                          r"battle per row in columns .*got columns \['prompt', 'response_a', 'answer'"):
         judge(frame.rename(columns={"response_b": "answer"}))
@@ -422,3 +450,16 @@ def test_leaderboard_says_where_its_files_went_and_prints_no_future_warning(save
     err = capsys.readouterr().err
     assert (f"leaderboard.py: wrote leaderboard.md, leaderboard.csv, leaderboard.json, battles.csv, ratings.png, "
             f"win_rates.png to {tmp_path / 'board'}") in err
+
+
+def test_the_ratings_plot_draws_an_interval_that_misses_its_rating(tmp_path):
+    """A 5-round bootstrap can put the whole interval on one side of the full-data rating; matplotlib refused the
+    negative error bar ("'xerr' must not contain negative values") and the run ended without its outputs."""
+    from arena_preference import leaderboard as lb
+
+    rows = [{"model": "a", "rating": 1010.0, "ci_low": 1012.0, "ci_high": 1020.0, "battles": 4,
+             "style_controlled_rating": None},
+            {"model": "b", "rating": 990.0, "ci_low": 980.0, "ci_high": 985.0, "battles": 4,
+             "style_controlled_rating": None}]
+    lb.plot({"models": rows, "win_rate": {"models": ["a", "b"], "matrix": [[0.5, 0.6], [0.4, 0.5]]}}, tmp_path)
+    assert (tmp_path / "ratings.png").stat().st_size > 0
