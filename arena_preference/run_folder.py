@@ -6,7 +6,6 @@ keeps a second run out of it while the first one runs (`OutputFolderLock`).
 from __future__ import annotations
 
 import datetime
-import fcntl
 import hashlib
 import json
 import logging
@@ -17,6 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the lock falls back to the holder's pid alone (see OutputFolderLock)
+    fcntl = None
 
 logger = logging.getLogger("train")
 
@@ -40,7 +44,7 @@ class OutputFolderLock:
     `<folder>/.arena-run.lock`, which the kernel releases when the process dies, SIGKILL included; the file also
     records who holds it (pid, host, start time, program), for the refusal message and to tell a lock left by a
     dead process (taken over, with a warning) from a live one. A live holder on this host (same pid and process
-    start time) is respected even where the filesystem does not honour flock.
+    start time) is respected even where the filesystem does not honour flock (or, on Windows, there is none).
 
     >>> with OutputFolderLock("out/run"):  # doctest: +SKIP
     ...     ...  # a second run into out/run is refused with a UserError naming this process
@@ -57,9 +61,14 @@ class OutputFolderLock:
         except OSError as err:
             raise UserError(f"--output_dir {self.folder}: cannot be created ({err.strerror or err})") from None
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:  # a read-only folder or disk: nothing of the run could be written there
+                raise UserError(f"--output_dir {self.folder}: cannot be written ({err.strerror or err}); choose "
+                                "a folder you can write to") from None
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)
