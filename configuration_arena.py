@@ -62,8 +62,8 @@ class ArenaConfig(PretrainedConfig):
             nu > 0, trained by log loss (Bradley-Terry with ties). `"mse"`: regress d toward +1 / -1 / 0.
         pooling (`str`, *optional*, defaults to `"mean"`): `"mean"` (attention-mask weighted) or `"cls"`.
         max_length (`int`, *optional*): token budget of each tower, special tokens included; at least 16 and at
-            most what the encoder can read (`max_length_limit`). Defaults to 1024, capped at that limit (512 for
-            BERT-family encoders such as MiniLM).
+            most what the encoder can read (`max_length_limit`: 512 for BERT-family encoders such as MiniLM, 4096
+            for DeBERTa-v3's relative positions). Defaults to 1024, capped at that limit.
         truncation (`str`, *optional*, defaults to `"latest_turns"`): how a long conversation is cut to
             `max_length` (see `encoding_arena.encode_battles`).
         style_features (`bool`, *optional*, defaults to `True`): feed response style features (length, markdown,
@@ -135,12 +135,20 @@ class ArenaConfig(PretrainedConfig):
             raise ValueError(f"ArenaConfig: temperature={self.temperature} must be between {low} and {high}")
 
 
+# Relative-only positions (DeBERTa-v3) put no table limit on the length, but attention's memory grows with its
+# square: DeBERTa builds (L, L) relative-position tensors per layer, so one 200,000-token tower asked for 320 GB.
+# The bound is this many times the position table the encoder was pretrained with (4096 for DeBERTa-v3's 512:
+# about 0.8 GB of fp32 attention scores per layer and tower at 12 heads).
+RELATIVE_LENGTH_FACTOR = 8
+
+
 def max_length_limit(encoder_config: Any) -> int | None:
-    """Tokens an encoder can read per tower: its position table for absolute positions (BERT, MiniLM), None for
-    relative-only positions (DeBERTa-v3 with position_biased_input=False reads any length)."""
+    """Tokens an encoder can read per tower: its position table for absolute positions (BERT, MiniLM); for
+    relative-only positions (DeBERTa-v3 with position_biased_input=False), `RELATIVE_LENGTH_FACTOR` times it."""
+    table = getattr(encoder_config, "max_position_embeddings", None)
     if getattr(encoder_config, "position_biased_input", True):
-        return getattr(encoder_config, "max_position_embeddings", None)
-    return None
+        return table
+    return RELATIVE_LENGTH_FACTOR * table if isinstance(table, int) and table > 0 else None
 
 
 def check_max_length(max_length: Any, encoder_config: Any) -> int:
@@ -150,8 +158,10 @@ def check_max_length(max_length: Any, encoder_config: Any) -> int:
         raise ValueError(f"max_length={max_length!r}: expected an int of at least {MIN_MAX_LENGTH} (tokens per tower)")
     limit = max_length_limit(encoder_config)
     if limit is not None and max_length > limit:
+        relative = "" if getattr(encoder_config, "position_biased_input", True) else (
+            " (relative positions: its attention's memory grows with the square of the length)")
         raise ValueError(f"max_length={max_length}: this {encoder_config.model_type} encoder reads at most {limit} "
-                         "tokens per tower")
+                         f"tokens per tower{relative}; give max_length={limit} or less")
     return max_length
 
 

@@ -147,6 +147,74 @@ class ArenaClassifyHead(nn.Module):
         return torch.cat([a_term, b_term, tie], -1)
 
 
+class ModelFilesError(Exception):
+    """A saved model's files are broken or unsafe; the message names the file and what to do.
+
+    Not an OSError/ValueError on purpose: `transformers.pipeline` catches those from `from_pretrained` and re-raises
+    them inside a "Could not load model ... See the original errors" ValueError that quotes the whole traceback.
+    """
+
+
+def check_model_files(name_or_path: Any) -> None:
+    """Before transformers reads a local model folder, name what is wrong with its files, in words: a weights file
+    cut short (safetensors: "incomplete metadata"), pickled weights (torch: "Weights only load failed ...
+    Unsupported operand"), a config.json without `encoder_config` (transformers: a page of size mismatches, then
+    "You set ignore_mismatched_sizes to False")."""
+    import json
+    import os
+
+    folder = str(name_or_path)
+    if not os.path.isdir(folder):
+        return  # a Hub id: its files are checked as they fail (_model_file_problem)
+    config_path = os.path.join(folder, "config.json")
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            saved = json.load(handle)
+    except (OSError, ValueError):
+        saved = None  # transformers names a missing or unreadable config.json itself
+    if isinstance(saved, dict) and saved.get("model_type") == ArenaConfig.model_type and not saved.get(
+            "encoder_config"):
+        raise ModelFilesError(
+            f"{config_path}: has no encoder_config, the encoder's architecture (deleted or edited?); without it the "
+            "saved weights cannot be placed: restore config.json as it was saved (or download the model again)")
+    names = sorted(os.listdir(folder))
+    pickled = [name for name in names if name.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+    if pickled and not any(name.endswith(".safetensors") for name in names):
+        raise ModelFilesError(
+            f"{os.path.join(folder, pickled[0])}: pickled weights are refused: unpickling a file can run any code "
+            "in it, and arena-preference models are saved as model.safetensors; load a model saved as safetensors "
+            "(convert weights you trust with safetensors.torch.save_file)")
+    try:
+        from safetensors import SafetensorError, safe_open
+    except ImportError:  # transformers requires safetensors; nothing to check with otherwise
+        return
+    for name in names:
+        if name.endswith(".safetensors"):
+            try:
+                with safe_open(os.path.join(folder, name), framework="pt"):
+                    pass  # reading the header checks that the file holds every tensor it lists
+            except SafetensorError as err:
+                raise ModelFilesError(
+                    f"{os.path.join(folder, name)}: not a complete safetensors file ({err}); it was cut short (an "
+                    "interrupted save, copy or download): save or download it again") from None
+
+
+def _model_file_problem(where: Any, err: Exception) -> str | None:
+    """The words for a load that failed on a model's files (a Hub repo's, read only once downloaded), or None."""
+    text = " ".join(str(err).split())
+    kind = type(err).__name__
+    if kind == "SafetensorError":
+        return (f"{where}: a weights file is not a complete safetensors file ({text}); it was cut short (an "
+                "interrupted upload or download): download it again")
+    if kind == "UnpicklingError" or "Weights only load failed" in text:
+        return (f"{where}: pickled weights are refused: unpickling a file can run any code in it, and "
+                "arena-preference models are saved as model.safetensors; load a model saved as safetensors")
+    if "ignore_mismatched_sizes" in text:
+        return (f"{where}: its weights do not fit the model its config.json describes (a deleted or edited "
+                "encoder_config?); config.json and the weights belong to different models: restore config.json")
+    return None
+
+
 class ArenaPreTrainedModel(PreTrainedModel):
     config_class = ArenaConfig
     base_model_prefix = "encoder"
@@ -161,10 +229,17 @@ class ArenaPreTrainedModel(PreTrainedModel):
         not a warning over freshly drawn weights: e.g. a config.json whose `head` was changed or removed would
         otherwise load a random head and predict as if trained."""
         wants_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        where = args[0] if args else kwargs.get("pretrained_model_name_or_path", "the saved model")
+        check_model_files(where)
+        try:
+            model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        except Exception as err:  # a Hub repo's files, which check_model_files cannot read before the download
+            problem = _model_file_problem(where, err)
+            if problem is None:
+                raise
+            raise ModelFilesError(problem) from None
         missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
         if missing or unexpected:
-            where = args[0] if args else kwargs.get("pretrained_model_name_or_path", "the saved model")
             if not unexpected and all(key.startswith(f"{cls.base_model_prefix}.") for key in missing):
                 # A training checkpoint that saved only the weights that train (the head on a frozen encoder).
                 raise OSError(f"{where}: holds the head's weights only, no encoder: it is a training checkpoint, "
@@ -419,6 +494,7 @@ except ImportError:
     from pipeline_arena import ArenaPreferencePipeline  # noqa: F401, E402
 
 __all__ = [
-    "ArenaClassifyHead", "ArenaModel", "ArenaOutput", "ArenaPreTrainedModel", "davidson_logits",
+    "ArenaClassifyHead", "ArenaModel", "ArenaOutput", "ArenaPreTrainedModel", "ModelFilesError", "check_model_files",
+    "davidson_logits",
     "normalised_differences", "pool",
 ]

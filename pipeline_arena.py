@@ -96,17 +96,22 @@ class ArenaPreferencePipeline(Pipeline):
             inputs = {key: kwargs.pop(key) for key in given}
         if inputs is None:
             raise ValueError("no battle given: pass a dict with prompt, response_a, response_b (or those keywords)")
+        inputs = _from_pandas(inputs)
         if isinstance(inputs, Mapping):
             return super().__call__(_normalised(inputs, 0), *args, **kwargs)
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Iterable):
             raise ValueError(f"battle 0: expected a dict with keys {BATTLE_KEYS}, got {type(inputs).__name__}")
+        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(item, str) for item in inputs):
+            # judge(("What is 2+2?", "4", "5")): a list or tuple is several battles, so each string would fail alone
+            raise ValueError(f"got a {type(inputs).__name__} of {len(inputs)} strings; a list or tuple holds several "
+                             f"battles: pass one battle as a dict with keys {BATTLE_KEYS} (or as those keywords)")
         # Streams bypass Pipeline.__call__, whose batching knows only torch Datasets, lists and generators.
         preprocess, forward, postprocess = self._sanitize_parameters(**kwargs)
         results = self.get_iterator(
             inputs, 0, batch_size if batch_size is not None else (self._batch_size or 1), {**self._preprocess_params, **preprocess},
             {**self._forward_params, **forward}, {**self._postprocess_params, **postprocess},
         )
-        return list(results) if isinstance(inputs, (list, tuple)) else results
+        return list(results) if isinstance(inputs, (list, tuple)) or _is_numpy_array(inputs) else results
 
     def _sanitize_parameters(
         self,
@@ -288,11 +293,41 @@ def flag(value: Any, name: str) -> bool:
 
 
 def _normalised(battle: Any, index: int) -> dict[str, list[str]]:
-    """`encoding_arena.normalise_battle`, its error prefixed with the battle's index in the call."""
+    """`encoding_arena.normalise_battle`, its error prefixed with the battle's index in the call. NumPy arrays of
+    turns (a `datasets.Dataset` in numpy format, a DataFrame cell) are read as the lists they hold."""
+    if isinstance(battle, Mapping):
+        battle = {key: value.tolist() if _is_numpy_array(value) else value for key, value in battle.items()}
     try:
         return normalise_battle(battle)
     except ValueError as err:
         raise ValueError(f"battle {index}: {err}") from None
+
+
+def _is_numpy_array(value: Any) -> bool:
+    # By module name: this remote-code module imports only torch and transformers (numpy comes with torch, but
+    # transformers' import scan would list it as a requirement of the model).
+    return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
+
+
+def _from_pandas(inputs: Any) -> Any:
+    """A pandas DataFrame -> its rows as a list of dicts (iterating a DataFrame gives its column names); a Series
+    (one row) -> a dict. Detected by type, without importing pandas (a remote-code module must not need it)."""
+    module, name = type(inputs).__module__.split(".")[0], type(inputs).__name__
+    if module != "pandas" or name not in ("DataFrame", "Series"):
+        return inputs
+    if name == "Series":
+        return _pandas_nulls(inputs.to_dict())
+    missing = [key for key in BATTLE_KEYS if key not in inputs.columns]
+    if missing:
+        raise ValueError(f"the pandas DataFrame has no column(s) {missing}; expected one battle per row in columns "
+                         f"{list(BATTLE_KEYS)}, got columns {[str(c) for c in inputs.columns][:20]}")
+    return [_pandas_nulls(row) for row in inputs.to_dict(orient="records")]
+
+
+def _pandas_nulls(row: dict) -> dict:
+    """pandas stores a missing cell (None in the data) as NaN; read it as the null it stands for, an empty turn, as
+    a null cell of a CSV, JSON or parquet file is."""
+    return {key: None if isinstance(value, float) and value != value else value for key, value in row.items()}
 
 
 def _stack_with_swapped(inputs: dict[str, torch.Tensor], pad_token_id: int) -> dict[str, torch.Tensor]:

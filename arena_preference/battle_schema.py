@@ -146,13 +146,7 @@ def _label(record: dict, layout: Layout) -> int:
         raise BattleFieldError("/".join(fields), "a label like the other rows of the file (some rows have labels, "
                                "this one has none)", "nothing (field missing)", "missing label")
     if layout.label == "one_hot":
-        flags = []
-        for column in ONE_HOT:
-            value = record.get(column)
-            flag = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}.get(value.strip()) if isinstance(value, str) else value
-            if isinstance(flag, bool) or flag not in (0, 1):
-                flag = None
-            flags.append(flag)
+        flags = [_one_hot_flag(record.get(column)) for column in ONE_HOT]
         if None in flags or sum(flags) != 1:
             got = tuple(record.get(c) for c in ONE_HOT)
             raise BattleFieldError("/".join(ONE_HOT), "one-hot 0/1 values, exactly one 1", got, "label not one-hot")
@@ -165,11 +159,29 @@ def _label(record: dict, layout: Layout) -> int:
     value = record.get("label")
     if isinstance(value, str) and value.strip() in WINNERS:
         return WINNERS[value.strip()]
-    if isinstance(value, str) and value.strip() in ("0", "1", "2"):
+    # The same class index however the file stores it: "1" or "1.0" in CSV, 1 or 1.0 in JSON and parquet (a
+    # float column from pandas). A bool is not a class index (True as "winner_model_b" would be a guess).
+    if isinstance(value, str) and value.strip() in ("0", "1", "2", "0.0", "1.0", "2.0"):
+        return int(float(value))
+    if _is_number(value) and value in (0, 1, 2):
         return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1, 2):
-        return value
     raise BattleFieldError("label", f"0, 1, 2 or one of {list(LABELS)}", value, "invalid label")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _one_hot_flag(value: object) -> int | None:
+    """0 or 1 from a one-hot cell as any format stores it: 0/1, 0.0/1.0 (a parquet float column), False/True (a
+    parquet bool column, JSON true/false) or their text in CSV ("1.0", "True" as pandas writes a bool); else None."""
+    if isinstance(value, str):
+        return {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}.get(value.strip().lower())
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if _is_number(value) and value in (0, 1):
+        return int(value)
+    return None
 
 
 def _check_parsed(record: dict) -> None:
@@ -252,16 +264,18 @@ def _row_id(record: dict, position: int) -> int:
     return number
 
 
-def _uses_json_lists(records: Iterable[tuple[str, dict]]) -> bool:
-    """Kaggle layout (cells are JSON-list text) when any prompt cell parses as a JSON list of turns.
+def _uses_json_lists(records: Iterable[tuple[str, dict]]) -> str | None:
+    """Kaggle layout (cells are JSON-list text) when any prompt cell parses as a JSON list of turns: returns the
+    location of the first such row (named when another row's cell is plain text), or None for plain columns.
 
     Per file, so a single corrupted Kaggle cell is an error (not a one-turn string) while a plain prompt that
     merely starts with "[" stays text.
     """
-    return any(
-        isinstance(p, str) and p.lstrip().startswith("[") and as_turns(p, "prompt") != [p]
-        for p in (r.get("prompt") for _, r in records)
-    )
+    for location, record in records:
+        prompt = record.get("prompt")
+        if isinstance(prompt, str) and prompt.lstrip().startswith("[") and as_turns(prompt, "prompt") != [prompt]:
+            return location
+    return None
 
 
 class BattleValidator:
@@ -289,7 +303,8 @@ class BattleValidator:
         if next(iter(fresh()), None) is None:
             raise InvalidBattleError(f"{source}: has a header but no rows; expected at least one battle",
                                      "empty file")
-        json_lists = layout.text == "columns" and _uses_json_lists(fresh())
+        kaggle_row = _uses_json_lists(fresh()) if layout.text == "columns" else None
+        json_lists = kaggle_row is not None
         for location, record in fresh():
             self.position += 1
             try:
@@ -310,9 +325,16 @@ class BattleValidator:
                 self.seen[row_id] = (source, location)
             except BattleFieldError as problem:
                 row_id = record.get("id", "?")
+                why = ""
+                if json_lists and problem.field.split("[")[0] in BATTLE_KEYS and not str(
+                        record.get(problem.field.split("[")[0], "")).lstrip().startswith("["):
+                    # Plain text in a file read as the Kaggle layout: the row to look at is the one that made it so.
+                    why = (f" (the file reads as the Kaggle layout, every cell a JSON list of turns, because the prompt "
+                           f"at {kaggle_row} is one: for plain text columns, fix that row; for the Kaggle layout, "
+                           "write every cell as a JSON list)")
                 error = InvalidBattleError(
                     f"{source}, {location} (id {row_id}), field {problem.field!r}: expected {problem.expected}, "
-                    f"got {_shorten(problem.got)}",
+                    f"got {_shorten(problem.got)}{why}",
                     problem.reason,
                 )
                 self._invalid(error)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+import os
 import shutil
 import sys
 import tempfile
@@ -43,6 +44,7 @@ from arena_preference.demo import build_demo, default_model, main  # noqa: F401 
 if __name__ == "__main__":
     main()
 '''
+TABLE_HEADERS = ("rank", "model", "rating", "ci_low", "ci_high", "battles", "style_controlled_rating")
 TURN_SEPARATOR = "---"  # a line holding only this separates the turns of a multi-turn battle
 NOT_AVAILABLE = "Style-controlled view: not available for this model"
 # Pipeline keys -> what the bars are called on the page.
@@ -79,6 +81,31 @@ def load_judge(model: str) -> Any:
 
     return pipeline("arena-preference", model=model, trust_remote_code=True,
                     device=0 if torch.cuda.is_available() else -1)
+
+
+def training_summary(model: str) -> str | None:
+    """"Trained on N battles." and the first caveat of the model card's Limits, from the model's README.md (a
+    local folder's, or a Hub repo's when huggingface_hub can fetch it); None when there is no card to read."""
+    import re
+
+    card = Path(model) / "README.md"
+    if not card.is_file():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            card = Path(hf_hub_download(model, "README.md"))
+        except Exception:  # offline, private, or no card: the page simply says nothing about the training data
+            return None
+    text = card.read_text(encoding="utf-8", errors="replace")
+    size = re.search(r"^([\d,]+) training battles", text, re.MULTILINE)
+    limits = text.split("\n## Limits\n", 1)[1] if "\n## Limits\n" in text else ""
+    caveat = re.search(r"^- (.+(?:\n  .+)*)", limits, re.MULTILINE)
+    parts = []
+    if size:
+        parts.append(f"Trained on {size.group(1)} battles.")
+    if caveat:
+        parts.append(" ".join(caveat.group(1).split()))
+    return " ".join(parts) or None
 
 
 def style_control_reason(judge: Any) -> str | None:
@@ -123,6 +150,9 @@ def build_demo(model: str, judge: Any = None) -> Any:
 
     with gr.Blocks(title="Arena preference") as demo:
         gr.Markdown(f"# Which answer will people prefer?\nModel: `{model}`")
+        trained_on = training_summary(model)
+        if trained_on:  # a model trained on 48 battles prefers "Lyon" as the capital of France: say so up front
+            gr.Markdown(trained_on, elem_id="trained_on")
         with gr.Tab("Battle", id="battle"):
             gr.Markdown(
                 f"A prompt and two answers. Multi-turn: end each turn with a line holding only `{TURN_SEPARATOR}`, "
@@ -164,7 +194,8 @@ def _leaderboard_tab(gr: Any, model: str) -> None:
     upload = gr.File(label="Responses file", file_types=[".jsonl", ".json", ".csv", ".parquet"], elem_id="responses")
     rounds = gr.Slider(0, 200, value=50, step=10, label="Bootstrap rounds (0: no intervals)")
     run = gr.Button("Rate the models", variant="primary", elem_id="rate")
-    table = gr.Dataframe(label="Leaderboard", elem_id="leaderboard_table")
+    # The table's columns before an upload (gradio would show "1 | 2 | 3"); a rating adds human_rating with votes.
+    table = gr.Dataframe(value=[], headers=list(TABLE_HEADERS), label="Leaderboard", elem_id="leaderboard_table")
     plot = gr.Image(label="Ratings", type="filepath", elem_id="ratings_plot")
 
     def on_rate(path: str | None, bootstrap: float):
@@ -298,8 +329,34 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model = args.model or default_model()
     if not Path(model).exists() and model == "out/arena-minilm":
-        sys.exit(f"{model}: no such folder; train a model first (python train.py) or pass --model")
-    build_demo(model).launch(server_name=args.host, server_port=args.port)
+        sys.exit(f"app.py: error: {model}: no such folder; train a model first (python train.py) or pass --model")
+    problem = local_model_problem(model)
+    if problem:  # before transformers would try the Hub for half a minute and print a page of traceback
+        sys.exit(f"app.py: error: {problem}")
+    try:
+        judge = load_judge(model)
+    except Exception as err:  # the model's own loader names broken files (ModelFilesError), transformers the rest
+        if os.environ.get("ARENA_DEBUG", "") not in ("", "0"):
+            raise
+        sys.exit(f"app.py: error: --model {model}: {' '.join(str(err).split())[:500]} (ARENA_DEBUG=1 shows the "
+                 "traceback)")
+    build_demo(model, judge).launch(server_name=args.host, server_port=args.port)
+
+
+def local_model_problem(model: str) -> str | None:
+    """Why `model` cannot be a local model folder when it is meant as one (a path that is not there, a folder with
+    no config.json), else None (a folder to load, or a Hub id)."""
+    from arena_preference.model_loading import _is_a_path
+
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            return f"--model {model}: no config.json, so not a saved model (train one with python train.py)"
+        return None
+    if folder.exists() or _is_a_path(model) or model.startswith((".", "/", "~")):
+        return (f"--model {model}: no such folder (nothing saved there; check the path, e.g. train.py's "
+                "--output_dir)")
+    return None
 
 
 if __name__ == "__main__":

@@ -87,6 +87,34 @@ def resolve_resume(training_args: Any) -> str | bool | None:
     return value
 
 
+# Config fields that decide the model's parameters (and so the optimizer's state): a checkpoint of a model that
+# differs in one of them cannot be resumed by this run.
+SHAPE_FIELDS = ("head", "rank_loss", "pooling", "style_features", "position_bias", "pool_layers")
+ENCODER_SHAPE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")
+
+
+def check_resume_matches(checkpoint: str | Path, config: Any) -> None:
+    """Refuse to resume from a checkpoint of a model other than the one this run builds (e.g. `--head rank` over a
+    classify run's checkpoint): Trainer would load its weights and optimizer state and fail in torch, with
+    "loaded state dict contains a parameter group that doesn't match the size of optimizer's group"."""
+    try:
+        saved = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # not written by this project's Trainer; Trainer's own checks apply
+    saved_encoder = saved.get("encoder_config") or {}
+    ours_encoder = config.encoder_config.to_dict() if hasattr(config.encoder_config, "to_dict") else {}
+    differ = [(name, saved.get(name), getattr(config, name, None)) for name in SHAPE_FIELDS
+              if name in saved and saved[name] != getattr(config, name, None)]
+    differ += [(f"encoder {name}", saved_encoder.get(name), ours_encoder.get(name)) for name in ENCODER_SHAPE_FIELDS
+               if name in saved_encoder and saved_encoder[name] != ours_encoder.get(name)]
+    if differ:
+        shown = ", ".join(f"{name}={was!r} there, {now!r} here" for name, was, now in differ)
+        options = " ".join(f"--{name} {was}" for name, was, _ in differ if name in ("head", "rank_loss", "pooling"))
+        raise UserError(f"--resume_from_checkpoint {checkpoint}: that checkpoint is of another model ({shown}); "
+                        "resume with the options the run was started with"
+                        f"{f' ({options})' if options else ''}, or start a new run in another --output_dir")
+
+
 def checkpoint_problem(folder: str | Path) -> str | None:
     """Why a checkpoint folder cannot be resumed from, or None when it is complete.
 
@@ -160,4 +188,4 @@ def push(output_dir: str | Path, training_args: Any) -> str:
     return repo_id
 
 
-__all__ = ["check_finite", "checkpoint_problem", "push", "resolve_resume", "save_repo"]
+__all__ = ["check_finite", "check_resume_matches", "checkpoint_problem", "push", "resolve_resume", "save_repo"]

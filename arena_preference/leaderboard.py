@@ -34,6 +34,7 @@ import os
 import sqlite3
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ from arena_preference.ratings import (ELO_SCALE, ScoredBattles, agreement, boots
 
 LABELS = ("winner_model_a", "winner_model_b", "winner_tie")
 CACHE_VERSION = 1  # bump when what a cached score means changes
+# What a run writes into --output_dir (named at the end of the CLI's run).
+OUTPUT_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "battles.csv", "ratings.png", "win_rates.png")
 RESPONSE_COLUMNS = ("prompt", "model", "response")  # + optional prompt_id
 
 
@@ -176,7 +179,11 @@ def load_responses(path: str) -> Any:
         if isinstance(err.__cause__, InvalidBattleError):
             raise err.__cause__ from None
         raise
-    return rows.sort(["group", "row"])
+    with warnings.catch_warnings():
+        # datasets' sort passes pyarrow a sort option that pyarrow >= 25 deprecates ("Specifying null_placement in
+        # SortOptions is deprecated"): printed on every --responses run, about nothing the user can change.
+        warnings.filterwarnings("ignore", message="Specifying null_placement", category=FutureWarning)
+        return rows.sort(["group", "row"])
 
 
 def _pairs(models: list[str], group: str, max_pairs: int | None, seed: int) -> list[tuple[int, int]]:
@@ -496,7 +503,9 @@ def plot(board: dict[str, Any], output_dir: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
     rating = np.array([r["rating"] for r in rows])
     if rows[0]["ci_low"] is not None:
-        err = np.array([[r["rating"] - r["ci_low"] for r in rows], [r["ci_high"] - r["rating"] for r in rows]])
+        # With few bootstrap rounds a percentile interval may miss the full-data estimate; matplotlib refuses a
+        # negative error bar, so the bar stops at the estimate (leaderboard.csv keeps the interval as computed).
+        err = np.clip([[r["rating"] - r["ci_low"] for r in rows], [r["ci_high"] - r["rating"] for r in rows]], 0, None)
         ax.errorbar(rating, y, xerr=err, fmt="o", color="#3a7", capsize=3, label="predicted (95% CI)")
     else:
         ax.plot(rating, y, "o", color="#3a7", label="predicted")
@@ -668,8 +677,9 @@ def parse_args(argv: list[str] | None = None) -> LeaderboardArguments:
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """CLI entry point; user errors end with one line on stderr and exit status 1 (ARENA_DEBUG=1: traceback)."""
+    args = parse_args(argv)
     try:
-        board = run(parse_args(argv))
+        board = run(args)
     except (ValueError, FileNotFoundError, OSError, ImportError) as err:
         if os.environ.get("ARENA_DEBUG", "") not in ("", "0"):
             raise
@@ -678,6 +688,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         sys.exit(1)
     if board is not None:
         print(markdown(board), end="")
+        # stdout holds the table (for piping); where the files went goes beside the logs, on stderr
+        written = [name for name in OUTPUT_FILES if (Path(args.output_dir) / name).is_file()]
+        print(f"leaderboard.py: wrote {', '.join(written)} to {args.output_dir}", file=sys.stderr)
     return board
 
 

@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, DebertaV2Config, 
 
 from configuration_arena import ArenaConfig
 from encoding_arena import check_tokenizer
-from modeling_arena import ArenaModel
+from modeling_arena import ArenaModel, ModelFilesError
 
 EMBEDDED = ("embedded:tiny-deberta", "embedded:minilm-l6")
 
@@ -116,7 +116,10 @@ def load_model(name_or_path: str, **config_kwargs: Any) -> tuple[ArenaModel, Any
                 raise ValueError(f"{name_or_path} is a trained ArenaModel; {sorted(fixed)} cannot change on load")
             for key, value in config_kwargs.items():
                 setattr(config, key, value)
-            model = ArenaModel.from_pretrained(name_or_path, config=config)
+            try:
+                model = ArenaModel.from_pretrained(name_or_path, config=config)
+            except ModelFilesError as err:  # the CLIs report OSErrors in one line
+                raise OSError(str(err)) from None
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
             try:
                 check_tokenizer(config, tokenizer, name_or_path)

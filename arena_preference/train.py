@@ -16,6 +16,7 @@ status 1 (2 for a bad option); set ARENA_DEBUG=1 for the full traceback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -24,8 +25,8 @@ from typing import Any
 
 from huggingface_hub.errors import StrictDataclassError
 
-from arena_preference.run_folder import UserError, claim_output_dir, write_atomically
-from arena_preference.hub_io import push, resolve_resume, save_repo
+from arena_preference.run_folder import OutputFolderLock, UserError, claim_output_dir, write_atomically, write_record
+from arena_preference.hub_io import check_resume_matches, push, resolve_resume, save_repo
 from arena_preference.recipe import is_trained, load_model_and_tokenizer, load_splits, tokenize, trainer_class
 from arena_preference.scoring import build_compute_metrics, calibrate, predict, probabilities
 from arena_preference.training_arguments import ArenaTrainingArguments, DataArguments, ModelArguments, parse_args
@@ -37,12 +38,8 @@ logger = logging.getLogger("train")
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: ArenaTrainingArguments) -> dict[str, Any]:
     """Train / evaluate / predict / publish as asked; returns {"trainer", "metrics", "output_dir", ...}."""
     import datasets
-    import torch
     import transformers
     from transformers import set_seed
-
-    from arena_preference import training_report
-    from encoding_arena import ArenaCollator
 
     is_main = training_args.process_index == 0
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
@@ -51,9 +48,32 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
     transformers.utils.logging.disable_progress_bar()  # its bars ("Writing model shards" at every save) are noise
     datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
+    # One run per folder: the lock is taken before the ownership check reads the folder, and held to the end of
+    # the run (two runs started at once would both find it empty). The main process holds it for all ranks.
+    with OutputFolderLock(training_args.output_dir) if is_main else contextlib.nullcontext():
+        result = _run_in_folder(model_args, data_args, training_args, is_main)
+    return result
+
+
+def _run_in_folder(model_args: ModelArguments, data_args: DataArguments, training_args: ArenaTrainingArguments,
+                   is_main: bool) -> dict[str, Any]:
+    """`run` once the output folder is locked."""
+    import torch
+
+    from arena_preference import training_report
+    from encoding_arena import ArenaCollator
+
     resume = resolve_resume(training_args) if training_args.do_train else None
-    claim_output_dir(training_args.output_dir, resume=bool(resume), overwrite=training_args.overwrite_output_dir,
-                     model_name_or_path=model_args.model_name_or_path, is_main_process=is_main)
+    # parse_args marks a run given no --output_dir with its command's key: the same job again may replace its own
+    # finished run in the default folder (the README's first command is repeatable as written).
+    command = getattr(training_args, "_arena_command", None)
+    default_folder = command is not None and not getattr(training_args, "_arena_output_dir_given", True)
+    writes_run = claim_output_dir(training_args.output_dir, resume=bool(resume),
+                                  overwrite=training_args.overwrite_output_dir,
+                                  model_name_or_path=model_args.model_name_or_path, is_main_process=is_main,
+                                  rerun_of=command if default_folder else None)
+    if writes_run and is_main:
+        write_record(training_args.output_dir, command, default_folder, finished=False)
     # train.py pushes once, at the end, the whole repo; Trainer's own pushes (every save) stay off.
     wants_push, training_args.push_to_hub = training_args.push_to_hub, False
     output_dir = Path(training_args.output_dir)
@@ -63,6 +83,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
     with training_args.main_process_first(desc="loading the model and the battles"):
         splits = load_splits(data_args, training_args)  # first: a bad file fails before a model is loaded
         model, tokenizer = load_model_and_tokenizer(model_args)
+        if resume:  # before Trainer loads its optimizer state into a model of another shape
+            check_resume_matches(resume, model.config)
         if training_args.do_train:  # the saved config says how the weights were trained, as the card does
             model.config.encoder_frozen = model_args.freeze_encoder
         tokenized = tokenize(splits, tokenizer, model, model_args, data_args, training_args)
@@ -143,6 +165,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
                 raise UserError(f"--push_to_hub: {output_dir} holds no model (train one, or point --output_dir at one)")
             result["repo_id"] = push(output_dir, training_args)
             logger.info("pushed %s to the Hub as %s", output_dir, result["repo_id"])
+        if writes_run:
+            write_record(output_dir, command, default_folder, finished=True)
     return result
 
 

@@ -20,12 +20,13 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
-from arena_preference.run_folder import UserError
+from arena_preference.run_folder import UserError, command_key
 from precision_arena import PRECISIONS
 
 # The example battles of the main job live in the clone (examples/ beside this package); an installed package has
 # none, and then data must be named.
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 DEFAULT_MODEL = "embedded:minilm-l6"
 DO_FLAGS = ("do_train", "do_eval", "do_predict")
 
@@ -206,7 +207,19 @@ class ArenaTrainingArguments(TrainingArguments):
         return state
 
 
-# What `--help` shows first: the project's own options and the defaults the recipe changes.
+# What `--help` shows first: the options of a first run (issue 27: the model options used to come before them),
+# then the project's own options and the defaults the recipe changes.
+FIRST_OPTIONS = ("train_file", "validation_file", "test_file", "dataset_name", "output_dir", "do_train", "do_eval",
+                 "do_predict")
+# TrainingArguments' own help for these speaks of Trainer ("Not directly used by Trainer", push_to_hub "every time
+# the model is saved"); say what train.py does with them, in --help and --help-all alike.
+OWN_HELP = {
+    "do_train": "Train on --train_file / --dataset_name and save the model repo in --output_dir.",
+    "do_eval": "Evaluate on --validation_file (or battles held out of the training file).",
+    "do_predict": "Predict --test_file into output_dir/predictions.csv.",
+    "push_to_hub": "Upload the output folder (checkpoints left out) to the Hub as --hub_model_id, once, at the end of "
+                   "the run, after the model is saved locally.",
+}
 PROJECT_HELP_CLASSES = (ModelArguments, DataArguments)
 CHANGED_DEFAULTS = [name for name in ArenaTrainingArguments.__annotations__
                     if name not in ("output_dir", "overwrite_output_dir", "resume_from_checkpoint")]
@@ -220,6 +233,9 @@ class ArenaArgumentParser(HfArgumentParser):
     def __init__(self) -> None:
         super().__init__((ModelArguments, DataArguments, ArenaTrainingArguments), prog="train.py",
                          description="Train, evaluate, predict and publish an arena preference model.")
+        for action in self._actions:
+            if action.dest in OWN_HELP:
+                action.help = OWN_HELP[action.dest]
 
     def error(self, message: str) -> None:  # argparse API: must not return
         print(f"train.py: error: {message} (python train.py --help lists the options)", file=sys.stderr)
@@ -228,20 +244,23 @@ class ArenaArgumentParser(HfArgumentParser):
     def format_help(self) -> str:
         """One entry per option (no dash aliases or --no_* twins), the project's options first."""
         by_name = {action.dest: action for action in self._actions if f"--{action.dest}" in action.option_strings}
-        sections = [(cls.__name__, cls.__doc__.split("\n\n")[0], [f.name for f in fields(cls)])
-                     for cls in PROJECT_HELP_CLASSES]
+        # What a newcomer needs first (the data, where results go, what to do), then the rest by class.
+        sections = [("Start here", "the battles, where the results go, and what to do with them (with none of "
+                     "--do_train/--do_eval/--do_predict given, each runs when its data is there).", list(FIRST_OPTIONS))]
+        sections += [(cls.__name__, cls.__doc__.split("\n\n")[0],
+                      [f.name for f in fields(cls) if f.name not in FIRST_OPTIONS]) for cls in PROJECT_HELP_CLASSES]
         sections.append(("ArenaTrainingArguments",
                          "Every transformers TrainingArguments option works; these are the ones the recipe changes "
                          "or that you will want first.",
-                         ["output_dir", "overwrite_output_dir", *CHANGED_DEFAULTS, "seed", "bf16", "fp16", "resume_from_checkpoint",
-                          "push_to_hub", "hub_model_id"]))
+                         [name for name in ["output_dir", "overwrite_output_dir", *CHANGED_DEFAULTS, "seed", "bf16", "fp16", "resume_from_checkpoint",
+                          "push_to_hub", "hub_model_id"] if name not in FIRST_OPTIONS]))
         lines = ["usage: python train.py [CONFIG.yaml | OPTIONS]", "", self.description, ""]
         for title, about, names in sections:
             lines += [f"{title}: " + " ".join(about.split()), ""]
             for name in names:
                 action = by_name[name]
                 value = "{" + ",".join(map(str, action.choices)) + "}" if action.choices else name.upper()
-                default = "" if action.default is None else f" [default: {action.default}]"
+                default = "" if action.default is None or name in DO_FLAGS else f" [default: {action.default}]"
                 lines.append(f"  --{name} {value}")
                 lines += textwrap.wrap(" ".join((action.help or "").split()) + default, 108,
                                        initial_indent="      ", subsequent_indent="      ")
@@ -292,10 +311,28 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         given = _given_options(argv)
     if "output_dir" not in given:
         training_args.output_dir = default_output_dir(model_args.model_name_or_path)
+    # For the run-folder rule (run_folder.claim_output_dir): the same command run again into the default folder
+    # may replace its own finished run there. Private attributes: not options, not in --help or the model card.
+    training_args._arena_command = command_key(given)
+    training_args._arena_output_dir_given = "output_dir" in given
     chosen = {key: string_to_bool(given[key]) if isinstance(given[key], str) else bool(given[key])
               for key in DO_FLAGS if key in given}
     fill_in_data_defaults(data_args, training_args, chosen)
+    check_something_to_do(model_args, training_args, chosen)
     return model_args, data_args, training_args
+
+
+def check_something_to_do(model_args: ModelArguments, training_args: TrainingArguments,
+                          chosen: dict[str, bool]) -> None:
+    """A run that would neither train, evaluate, predict, push nor write a Space is a mistake (e.g. `--train_file
+    x.csv --do_eval false`: with one of the do_* options given, the others are off); say so instead of exiting 0."""
+    if (training_args.do_train or training_args.do_eval or training_args.do_predict or training_args.push_to_hub
+            or model_args.space_dir):
+        return
+    given = " ".join(f"--{key} {str(value).lower()}" for key, value in chosen.items())
+    raise UserError(f"nothing to do: {given or 'no data'} leaves --do_train, --do_eval and --do_predict all off "
+                    "(once one of them is given, the others are off unless given too); add --do_train (or "
+                    "--do_eval / --do_predict) for what this run should do")
 
 
 def _given_options(argv: list[str]) -> dict[str, Any]:

@@ -115,6 +115,19 @@ def shipped_code() -> list[str]:
     return sorted(found | {"configuration_arena.py"})
 
 
+# Under this many training battles the card (and the demo, which shows the card's first limit) says first that the
+# model shows the interface and cannot judge answers: trained on the 48 example battles it prefers "I think it is
+# Lyon." to "Paris." as the capital of France.
+SMALL_TRAINING_SET = 1000
+
+
+def _small_data_caveat(train_samples: Any) -> str:
+    if not isinstance(train_samples, int) or train_samples >= SMALL_TRAINING_SET:
+        return ""
+    return (f"\n- Trained on only {train_samples} battles: enough to show the interface, not to judge answers (it "
+            "follows length and style, even to a wrong answer); train on thousands of real votes before trusting it.")
+
+
 def model_card(model_args: Any, data_args: Any, training_args: Any, config: Any, metrics: dict[str, float]):
     """A `huggingface_hub.ModelCard`: YAML metadata (library_name, pipeline_tag, tags, datasets, base_model,
     model-index with the evaluation results) and a body that says how to load the model and what it cannot do."""
@@ -192,7 +205,7 @@ The code ({shipped}) ships with the weights and needs only torch and transformer
 optimizer {getattr(training_args.optim, 'value', training_args.optim)}, seed {training_args.seed}.
 
 ## Limits
-
+{_small_data_caveat(metrics.get('train_samples'))}
 - It predicts what the people who voted preferred (length, formatting and tone matter to them), not which answer
   is correct or safe. Longer answers win most decisive battles and the model learns that too.
 - Small training sets give probabilities close to the class prior; check the calibration plot before trusting

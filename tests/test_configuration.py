@@ -42,7 +42,7 @@ def test_max_length_has_one_rule_and_a_default_the_encoder_can_read():
     bert = {"model_type": "bert", "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
             "intermediate_size": 32}
     assert ArenaConfig(encoder_config=bert).max_length == 512  # 1024 capped at BERT's position table
-    assert ArenaConfig().max_length == 1024  # DeBERTa-v3: relative positions only, no cap
+    assert ArenaConfig().max_length == 1024  # DeBERTa-v3: relative positions, capped at 8 x 512 = 4096
     config = ArenaConfig(encoder_config=bert)
     assert check_max_length(512, config.encoder_config) == 512
     for bad in (513, 15, True, "64"):
