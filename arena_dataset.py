@@ -1,19 +1,8 @@
 """Arena battles in every layout users have -> one typed `datasets` schema, validated row by row.
 
-Schema (`ARENA_FEATURES`):
-
-    id: int64, model_a: string, model_b: string,
-    prompt, response_a, response_b: list of turn strings (the same number of turns on all three),
-    label: ClassLabel(winner_model_a, winner_model_b, winner_tie)   -- only when the source has labels
-
-Accepted layouts (detected per file from its columns):
-
-- Kaggle `lmsys-chatbot-arena` (CSV, or the same columns on the Hub): `prompt`, `response_a`, `response_b` are
-  JSON lists of turns (`null` turns become ""), one-hot `winner_model_a`, `winner_model_b`, `winner_tie`.
-- Hub conversation layouts: `conversation_a`, `conversation_b` as lists of {role, content} (or their JSON text),
-  `winner` in model_a / model_b / tie / tie (bothbad).
-- plain columns: `prompt`, `response_a`, `response_b` as strings (one turn) or lists of turns, labelled by
-  `winner`, by the one-hot columns or by `label` (0/1/2 or a label name, as `export_arena` writes it).
+The one entry for battles: `load_arena` (local files or a Hub id -> a typed, validated `datasets.Dataset`),
+`ArenaBuilder` and `export_arena`. The schema and the accepted layouts (Kaggle, Hub conversations, plain columns)
+are described in `arena_preference.battle_schema`; files are read by `arena_preference.battle_files`.
 
 Local files go through `ArenaBuilder` (a `datasets.GeneratorBasedBuilder`, cached like any dataset); Hub ids go
 through `datasets.load_dataset` and the same row normalisation. Loading scripts no longer exist in datasets 5,
