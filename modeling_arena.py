@@ -147,6 +147,55 @@ class ArenaClassifyHead(nn.Module):
         return torch.cat([a_term, b_term, tie], -1)
 
 
+class ArenaRankHead(nn.Module):
+    """A reward per response, and the three probabilities from the reward gap (Davidson's ties).
+
+    With p = a pooled tower `(B, H)` and f its per-response style features (battle-level signals such as identical
+    answers left out, so that a response scored alone gets the reward it gets in a battle):
+
+        r = w.p [+ s.f]          logits = davidson_logits(r_A - r_B, log nu) = [d/2, -d/2, log nu]
+
+    Swapping A and B negates the gap, so P(A | a, b) = P(B | b, a) exactly. The style reward is additive: the
+    content-only gap is w.p_A - w.p_B. With rank_loss="mse" the regressed gap (targets +-1, 0) reaches the
+    probabilities through a learned scale, trained by log loss on the detached gap.
+    """
+
+    def __init__(self, hidden_size: int, style_columns: list[int] | None = None, rank_loss: str = "davidson") -> None:
+        super().__init__()
+        # No bias: only r_A - r_B reaches the loss, so a bias would get no gradient.
+        self.reward = nn.Linear(hidden_size, 1, bias=False)
+        self.style_columns = list(style_columns or [])
+        self.style_reward = nn.Linear(len(self.style_columns), 1, bias=False) if self.style_columns else None
+        self.log_nu = nn.Parameter(torch.zeros(()))
+        self.log_scale = nn.Parameter(torch.zeros(())) if rank_loss == "mse" else None
+
+    def rewards(self, pooled: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """`(N, H)` pooled towers (and `(N, F)` style features, all of `STYLE_FEATURES`) -> `(N,)` rewards."""
+        out = self.reward(pooled).squeeze(-1)
+        if self.style_reward is not None:
+            out = out + self.style_reward(style[:, self.style_columns].to(out.dtype)).squeeze(-1)
+        return out
+
+    def logits(self, gap: torch.Tensor) -> torch.Tensor:
+        """`(B,)` reward gaps r_A - r_B -> `(B, 3)` logits."""
+        if self.log_scale is not None:
+            return davidson_logits(gap.detach() * self.log_scale.exp(), self.log_nu)
+        return davidson_logits(gap, self.log_nu)
+
+    def forward(
+        self,
+        pooled_a: torch.Tensor,
+        pooled_b: torch.Tensor,
+        style_a: torch.Tensor | None = None,
+        style_b: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`(B, H)` pooled towers and `(B, F)` style features -> `(B, 3)` logits, `(B, 3)` content logits (the
+        gap without the style rewards) and `(B, 2)` rewards."""
+        rewards = torch.stack([self.rewards(pooled_a, style_a), self.rewards(pooled_b, style_b)], dim=-1)
+        content_gap = (self.reward(pooled_a) - self.reward(pooled_b)).squeeze(-1)
+        return self.logits(rewards[:, 0] - rewards[:, 1]), self.logits(content_gap), rewards
+
+
 class ModelFilesError(Exception):
     """A saved model's files are broken or unsafe; the message names the file and what to do.
 
@@ -253,17 +302,17 @@ class ArenaPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         # The heads only: the encoder is a PreTrainedModel and initialises itself.
         if isinstance(module, ArenaModel):
-            head = module.classifier
-            content = (head.content, head.content_tie) if head is not None else ()
-            style = (head.style, head.style_tie) if head is not None else ()
+            head, ranker = module.classifier, module.ranker
+            content = (head.content, head.content_tie) if head is not None else (ranker.reward,)
+            style = (head.style, head.style_tie) if head is not None else (ranker.style_reward,)
             # content weights as the seed's head, Normal(0, 0.02); style terms start at 0 (no style effect)
-            for linear, std in ((*((c, 0.02) for c in content), (module.reward_head, 0.02),
-                                 *((s, 0.0) for s in style), (module.style_reward, 0.0))):
+            for linear, std in ((*((c, 0.02) for c in content), *((s, 0.0) for s in style))):
                 if linear is not None:
                     nn.init.normal_(linear.weight, mean=0.0, std=std) if std else nn.init.zeros_(linear.weight)
                     if linear.bias is not None:
                         nn.init.zeros_(linear.bias)
-            for param in (module.log_nu, module.log_scale, head.position if head is not None else None):
+            scalars = (head.position,) if head is not None else (ranker.log_nu, ranker.log_scale)
+            for param in scalars:
                 if param is not None:
                     nn.init.zeros_(param)
 
@@ -274,8 +323,8 @@ class ArenaModel(ArenaPreTrainedModel):
 
     - classify: `ArenaClassifyHead`, symmetric in A and B: A-logit f(a, b), B-logit f(b, a), a tie logit from
       symmetric terms, content and style terms added (the content terms alone are the style-controlled output).
-    - rank: Linear(H -> 1) per tower [+ Linear(F -> 1) on its style features] -> rewards r_A, r_B; the three
-      probabilities are `davidson_logits(r_A - r_B)`.
+    - rank: `ArenaRankHead`, Linear(H -> 1) per tower [+ Linear(F -> 1) on its style features] -> rewards r_A,
+      r_B; the three probabilities are `davidson_logits(r_A - r_B)`.
     """
 
     def __init__(self, config: ArenaConfig, encoder: PreTrainedModel | None = None) -> None:
@@ -289,26 +338,19 @@ class ArenaModel(ArenaPreTrainedModel):
                              f"{config.encoder_config.num_hidden_layers} layers + 1 (its embeddings)")
         n_style = len(STYLE_FEATURES) if config.style_features else 0
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = None
-        self.reward_head = self.style_reward = None
-        self.log_nu = self.log_scale = None
+        # One head, picked by config.head; the other attribute stays None.
+        self.classifier: ArenaClassifyHead | None = None
+        self.ranker: ArenaRankHead | None = None
         if config.head == "classify":
             n_counts = sum(name.startswith("log_") for name in STYLE_FEATURES) if n_style else 0
             self.classifier = ArenaClassifyHead(hidden, n_counts, n_style - n_counts, config.position_bias)
         else:
             if config.position_bias:
                 raise ValueError("ArenaConfig: position_bias is a term of the classify head; the rank head has none")
-            # No bias: only r_A - r_B reaches the loss, so a bias would get no gradient.
-            self.reward_head = nn.Linear(hidden, 1, bias=False)
             # A reward belongs to one response: battle-level signals (identical answers) stay out of it, so a
             # response scored alone (the pipeline's score_responses) gets the reward it gets in a battle.
-            self._reward_style_columns = [i for i, name in enumerate(STYLE_FEATURES) if name != "is_identical"]
-            if n_style:
-                self.style_reward = nn.Linear(len(self._reward_style_columns), 1, bias=False)
-            self.log_nu = nn.Parameter(torch.zeros(()))
-            if config.rank_loss == "mse":
-                # maps the regressed gap (targets +-1) to probabilities; trained by log loss on a detached gap.
-                self.log_scale = nn.Parameter(torch.zeros(()))
+            per_response = [i for i, name in enumerate(STYLE_FEATURES) if name != "is_identical"] if n_style else []
+            self.ranker = ArenaRankHead(hidden, per_response, config.rank_loss)
         self.post_init()
         # transformers 5 initialises weights in from_config/from_pretrained, not in __init__; a plain
         # ArenaModel(config) must get the seed's head init too (a no-op inside from_pretrained's no-init context).
@@ -351,16 +393,11 @@ class ArenaModel(ArenaPreTrainedModel):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, style: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Rank head: `(N, L)` towers (and `(N, F)` style features) -> `(N,)` rewards."""
-        if self.reward_head is None:
+        if self.ranker is None:
             raise ValueError("reward() needs a model trained with head='rank'")
-        return self._rewards(self.dropout(self.encode(input_ids, attention_mask)), style)
-
-    def _rewards(self, pooled: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
-        out = self.reward_head(pooled).squeeze(-1)
-        if self.style_reward is not None:
-            style = self._check_style(style, "style")[:, self._reward_style_columns]
-            out = out + self.style_reward(style.to(out.dtype)).squeeze(-1)
-        return out
+        if self.ranker.style_reward is not None:
+            style = self._check_style(style, "style")
+        return self.ranker.rewards(self.dropout(self.encode(input_ids, attention_mask)), style)
 
     def _check_style(self, style: torch.Tensor | None, name: str) -> torch.Tensor:
         if style is None:
@@ -443,19 +480,13 @@ class ArenaModel(ArenaPreTrainedModel):
                 style_a, style_b = self._check_style(style_a, "style_a"), self._check_style(style_b, "style_b")
             logits, content = self.classifier(pooled_a, pooled_b, style_a, style_b)
         else:
-            rewards = torch.stack([self._rewards(pooled_a, style_a), self._rewards(pooled_b, style_b)], dim=-1)
-            # the style reward is additive too: the content-only gap is the reward heads' alone
-            content_gap = (self.reward_head(pooled_a) - self.reward_head(pooled_b)).squeeze(-1)
-            logits, content = (self._rank_logits(gap) for gap in (rewards[:, 0] - rewards[:, 1], content_gap))
+            if self.ranker.style_reward is not None:
+                style_a, style_b = self._check_style(style_a, "style_a"), self._check_style(style_b, "style_b")
+            logits, content, rewards = self.ranker(pooled_a, pooled_b, style_a, style_b)
         if content is None:
             content = logits
         temperature = self.config.temperature
         return logits.float() / temperature, rewards, content.float() / temperature
-
-    def _rank_logits(self, gap: torch.Tensor) -> torch.Tensor:
-        if self.config.rank_loss == "mse":
-            return davidson_logits(gap.detach() * self.log_scale.exp(), self.log_nu)
-        return davidson_logits(gap, self.log_nu)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, rewards: torch.Tensor | None = None) -> torch.Tensor:
         """Log loss on `(B, 3)` logits; class ids `(B,)` or soft labels `(B, 3)`. With rank_loss="mse", the seed's
@@ -494,7 +525,7 @@ except ImportError:
     from pipeline_arena import ArenaPreferencePipeline  # noqa: F401, E402
 
 __all__ = [
-    "ArenaClassifyHead", "ArenaModel", "ArenaOutput", "ArenaPreTrainedModel", "ModelFilesError", "check_model_files",
+    "ArenaClassifyHead", "ArenaModel", "ArenaRankHead", "ArenaOutput", "ArenaPreTrainedModel", "ModelFilesError", "check_model_files",
     "davidson_logits",
     "normalised_differences", "pool",
 ]

@@ -112,8 +112,8 @@ def test_davidson_logits_match_the_formula():
 def test_davidson_head_is_symmetric_in_a_and_b(tiny_model, tiny_batch):
     model = _rank_model(tiny_model).eval()
     with torch.no_grad():
-        model.reward_head.weight.normal_(std=1.0)  # make rewards differ visibly
-        model.style_reward.weight.normal_(std=1.0)
+        model.ranker.reward.weight.normal_(std=1.0)  # make rewards differ visibly
+        model.ranker.style_reward.weight.normal_(std=1.0)
         p = model(**tiny_batch).logits.softmax(-1)
         q = model(**_swap(tiny_batch)).logits.softmax(-1)
     assert (p[:, 0] - p[:, 1]).abs().max() > 1e-3

@@ -50,8 +50,8 @@ def rank_judge(tiny_model, tiny_tokenizer):
     model = ArenaModel(config, encoder=tiny_model.encoder).eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        model.reward_head.weight.normal_(std=1.0, generator=generator)
-        model.style_reward.weight.normal_(std=1.0, generator=generator)
+        model.ranker.reward.weight.normal_(std=1.0, generator=generator)
+        model.ranker.style_reward.weight.normal_(std=1.0, generator=generator)
     return ArenaPreferencePipeline(model=model, tokenizer=tiny_tokenizer)
 
 
