@@ -101,7 +101,8 @@ class ArenaPreferencePipeline(Pipeline):
             return super().__call__(_normalised(inputs, 0), *args, **kwargs)
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Iterable):
             raise ValueError(f"battle 0: expected a dict with keys {BATTLE_KEYS}, got {type(inputs).__name__}")
-        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(item, str) for item in inputs):
+        if (isinstance(inputs, (list, tuple)) and len(inputs) == len(BATTLE_KEYS)
+                and all(isinstance(item, str) for item in inputs)):
             # judge(("What is 2+2?", "4", "5")): a list or tuple is several battles, so each string would fail alone
             raise ValueError(f"got a {type(inputs).__name__} of {len(inputs)} strings; a list or tuple holds several "
                              f"battles: pass one battle as a dict with keys {BATTLE_KEYS} (or as those keywords)")
@@ -297,6 +298,10 @@ def _normalised(battle: Any, index: int) -> dict[str, list[str]]:
     turns (a `datasets.Dataset` in numpy format, a DataFrame cell) are read as the lists they hold."""
     if isinstance(battle, Mapping):
         battle = {key: value.tolist() if _is_numpy_array(value) else value for key, value in battle.items()}
+    elif isinstance(battle, (list, tuple)):  # e.g. [("What is 2+2?", "4", "5"), ...]: which field is which is a guess
+        raise ValueError(f"battle {index}: expected a dict with keys {BATTLE_KEYS}, got a {type(battle).__name__} of "
+                         f"{len(battle)} values; write each battle as a dict, e.g. {{'prompt': ..., 'response_a': ..., "
+                         "'response_b': ...}")
     try:
         return normalise_battle(battle)
     except ValueError as err:

@@ -15,7 +15,7 @@ def test_pipeline_task_is_known_to_a_user_who_only_imported_the_model():
     code = (
         "import sys\n"
         "from transformers import pipeline\n"
-        "from backbones import load_model\n"
+        "from arena_preference.model_loading import load_model\n"
         "model, tokenizer = load_model('embedded:tiny-deberta', max_length=32)\n"
         "judge = pipeline('arena-preference', model=model, tokenizer=tokenizer)\n"
         "print(type(judge).__name__, sorted(judge({'prompt': 'Hi', 'response_a': 'Hello', 'response_b': 'Hey'})))\n"

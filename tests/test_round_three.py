@@ -334,6 +334,9 @@ def test_pipeline_scores_a_dataframe_by_rows_and_names_what_it_cannot_read(saved
     with pytest.raises(ValueError, match=r"got a tuple of 3 strings; a list or tuple holds several battles: pass one "
                                          r"battle as a dict"):
         judge(("What is 2+2?", "4", "5"))
+    with pytest.raises(ValueError, match=r"battle 1: expected a dict with keys .*, got a tuple of 3 values; write "
+                                         r"each battle as a dict"):
+        judge([battles[0], ("What is 2+2?", "4", "5")])
     import datasets
 
     numpy_rows = datasets.Dataset.from_list(battles).with_format("numpy")
