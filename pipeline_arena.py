@@ -298,7 +298,7 @@ def _normalised(battle: Any, index: int) -> dict[str, list[str]]:
     turns (a `datasets.Dataset` in numpy format, a DataFrame cell) are read as the lists they hold."""
     if isinstance(battle, Mapping):
         battle = {key: value.tolist() if _is_numpy_array(value) else value for key, value in battle.items()}
-    elif isinstance(battle, (list, tuple)):  # e.g. [("What is 2+2?", "4", "5"), ...]: which field is which is a guess
+    elif isinstance(battle, (list, tuple)) or _is_numpy_array(battle):  # e.g. [("What is 2+2?", "4", "5"), ...]
         raise ValueError(f"battle {index}: expected a dict with keys {BATTLE_KEYS}, got a {type(battle).__name__} of "
                          f"{len(battle)} values; write each battle as a dict, e.g. {{'prompt': ..., 'response_a': ..., "
                          "'response_b': ...}")
@@ -318,9 +318,16 @@ def _from_pandas(inputs: Any) -> Any:
     """A pandas DataFrame -> its rows as a list of dicts (iterating a DataFrame gives its column names); a Series
     (one row) -> a dict. Detected by type, without importing pandas (a remote-code module must not need it)."""
     module, name = type(inputs).__module__.split(".")[0], type(inputs).__name__
+    if module == "datasets" and name.endswith("DatasetDict"):  # a dict of splits, which would read as one battle
+        raise ValueError(f"got a datasets.{name} with splits {list(inputs)}; pass one split of battles, e.g. "
+                         f"judge(dataset[{next(iter(inputs), 'test')!r}])")
     if module != "pandas" or name not in ("DataFrame", "Series"):
         return inputs
     if name == "Series":
+        missing = [key for key in BATTLE_KEYS if key not in inputs.index]
+        if missing:  # e.g. judge(frame["prompt"]): a column, not a row
+            raise ValueError(f"the pandas Series has no {missing}; a Series is read as one battle (a DataFrame row "
+                             f"with {list(BATTLE_KEYS)}); pass the DataFrame to score its rows")
         return _pandas_nulls(inputs.to_dict())
     missing = [key for key in BATTLE_KEYS if key not in inputs.columns]
     if missing:

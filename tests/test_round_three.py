@@ -341,6 +341,15 @@ def test_pipeline_scores_a_dataframe_by_rows_and_names_what_it_cannot_read(saved
 
     numpy_rows = datasets.Dataset.from_list(battles).with_format("numpy")
     assert list(judge(numpy_rows)) == expected
+    # Near misses from the same world, each named: a dict of splits, a column instead of a row, rows of a 2-D array
+    with pytest.raises(ValueError, match=r"got a datasets\.DatasetDict with splits \['test'\]; pass one split of "
+                                         r"battles, e.g\. judge\(dataset\['test'\]\)"):
+        judge(datasets.DatasetDict({"test": datasets.Dataset.from_list(battles)}))
+    with pytest.raises(ValueError, match=r"the pandas Series has no \['prompt', 'response_a', 'response_b'\]; a Series "
+                                         r"is read as one battle"):
+        judge(frame["prompt"])
+    with pytest.raises(ValueError, match=r"battle 0: expected a dict .*, got a ndarray of 3 values"):
+        judge(frame.to_numpy())
 
 
 # ------------------------------------------------------------------ case 5: labels the same way in every format
@@ -466,3 +475,27 @@ def test_the_ratings_plot_draws_an_interval_that_misses_its_rating(tmp_path):
              "style_controlled_rating": None}]
     lb.plot({"models": rows, "win_rate": {"models": ["a", "b"], "matrix": [[0.5, 0.6], [0.4, 0.5]]}}, tmp_path)
     assert (tmp_path / "ratings.png").stat().st_size > 0
+
+
+def test_a_second_leaderboard_into_a_folder_being_written_is_refused(saved_model, tmp_path, capsys):
+    """The same lock as train.py's: two leaderboards written at once into one folder would mix their files."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_leaderboard import write_responses
+
+    from arena_preference import leaderboard as lb
+
+    folder = tmp_path / "board"
+    holder = _holder(folder)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            lb.main(["--model_name_or_path", str(saved_model), "--responses",
+                     str(write_responses(tmp_path / "answers.jsonl")), "--bootstrap", "0", "--cache_dir", "none",
+                     "--output_dir", str(folder)])
+    finally:
+        holder.kill()
+        holder.wait()
+    line = last_line(capsys.readouterr().err)
+    assert exit_info.value.code == 1
+    assert line.startswith(f"leaderboard.py: error: --output_dir {folder} is in use by another run: process "
+                           f"{holder.pid} ")
+    assert not (folder / "leaderboard.json").exists()
