@@ -428,13 +428,16 @@ def test_the_demo_names_the_training_data_and_its_leaderboard_table_has_headers(
     (folder / "README.md").write_text("# m\n\n## Training\n\n48 training battles;\nthe head only.\n\n## Limits\n"
                                       f"{_small_data_caveat(48)}\n- It predicts what voters preferred.\n")
     summary = demo.training_summary(str(folder))
-    assert summary.startswith("Trained on 48 battles. Trained on only 48 battles: enough to show the interface, "
-                              "not to judge answers")
+    assert summary.startswith("Trained on only 48 battles: enough to show the interface, not to judge answers")
+    (folder / "README.md").write_text("## Training\n\n5,000 training battles;\n\n## Limits\n\n- It predicts what "
+                                      "the people who voted\n  preferred.\n- Another limit.\n")
+    assert demo.training_summary(str(folder)) == "Trained on 5,000 battles. It predicts what the people who voted " \
+                                                 "preferred."
     app = demo.build_demo(str(folder))
     table = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == "leaderboard_table")
     assert list(table.headers) == list(demo.TABLE_HEADERS)
     note = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == "trained_on")
-    assert "48 battles" in note.value
+    assert note.value == demo.training_summary(str(folder))
 
 
 def test_the_model_card_warns_first_when_the_training_set_is_small():
