@@ -502,3 +502,46 @@ def test_a_second_leaderboard_into_a_folder_being_written_is_refused(saved_model
     assert line.startswith(f"leaderboard.py: error: --output_dir {folder} is in use by another run: process "
                            f"{holder.pid} ")
     assert not (folder / "leaderboard.json").exists()
+
+
+# A client of the local Hub server (tests/hub_server.py): uploads a broken copy of a model, then loads it back.
+HUB_CLIENT = r'''
+import pickle, shutil, sys
+from pathlib import Path
+from huggingface_hub import create_repo, upload_folder
+from transformers import pipeline
+source, work = Path(sys.argv[1]), Path(sys.argv[2])
+for name in ("truncated", "pickled"):
+    folder = work / name
+    shutil.copytree(source, folder)
+    if name == "truncated":  # an upload or download cut short
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        (folder / "model.safetensors").unlink()
+        (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weights": 1}))
+    create_repo(f"user/{name}")
+    upload_folder(repo_id=f"user/{name}", folder_path=str(folder))
+    try:
+        pipeline("arena-preference", model=f"user/{name}", trust_remote_code=True)
+        print(name, "loaded")
+    except Exception as err:
+        print(name, type(err).__name__, " ".join(str(err).split()))
+'''
+
+
+def test_broken_files_in_a_hub_repo_are_named_when_the_load_fails_on_them(saved_model, tmp_path):
+    """The model's own check reads a local folder before transformers does; a Hub repo's files exist only once
+    downloaded, so the load's failure on them is put in the same words (by repo id)."""
+    from hub_server import HubServer
+
+    with HubServer() as hub:
+        env = {**ENV, **hub.client_env(), "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "0"}
+        run = subprocess.run([sys.executable, "-c", HUB_CLIENT, str(saved_model), str(tmp_path)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in run.stdout.splitlines())
+    assert lines["truncated"].startswith("ModelFilesError user/truncated: a weights file is not a complete "
+                                         "safetensors file (")
+    assert lines["pickled"].startswith("ModelFilesError user/pickled: pickled weights are refused: unpickling a "
+                                       "file can run any code in it")
