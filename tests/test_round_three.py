@@ -273,6 +273,11 @@ def _drop_encoder_config(folder: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config))
 
 
+def _truncate_tokenizer(folder: Path) -> None:
+    tokenizer = folder / "tokenizer.json"
+    tokenizer.write_bytes(tokenizer.read_bytes()[: tokenizer.stat().st_size // 2])
+
+
 def _pickled_weights(folder: Path) -> None:
     import pickle
 
@@ -284,11 +289,13 @@ def _pickled_weights(folder: Path) -> None:
     (_truncate, r"model\.safetensors: not a complete safetensors file \(.*\); it was cut short"),
     (_drop_encoder_config, r"config\.json: has no encoder_config, the encoder's architecture .*restore config\.json"),
     (_pickled_weights, r"pytorch_model\.bin: pickled weights are refused: unpickling a file can run any code"),
+    (_truncate_tokenizer, r"tokenizer\.json: not a complete JSON file \(Unterminated string .*\); it was cut short"),
 ])
 def test_broken_model_files_are_named_by_the_pipeline_load_model_and_train_py(saved_model, tmp_path, capsys,
                                                                              break_it, message):
-    """SafetensorError's "incomplete metadata", transformers' "You set ignore_mismatched_sizes to False" and torch's
-    "Weights only load failed ... Unsupported operand" become one line naming the file and what to do."""
+    """SafetensorError's "incomplete metadata", transformers' "You set ignore_mismatched_sizes to False", torch's
+    "Weights only load failed ... Unsupported operand" and json's bare "Unterminated string" (a tokenizer.json cut
+    short) become one line naming the file and what to do."""
     import shutil
 
     from transformers import pipeline
