@@ -208,7 +208,7 @@ def check_model_files(name_or_path: Any) -> None:
     """Before transformers reads a local model folder, name what is wrong with its files, in words: a weights file
     cut short (safetensors: "incomplete metadata"), pickled weights (torch: "Weights only load failed ...
     Unsupported operand"), a config.json without `encoder_config` (transformers: a page of size mismatches, then
-    "You set ignore_mismatched_sizes to False")."""
+    "You set ignore_mismatched_sizes to False"), a tokenizer JSON file cut short (json: "Unterminated string")."""
     import json
     import os
 
@@ -227,6 +227,15 @@ def check_model_files(name_or_path: Any) -> None:
             f"{config_path}: has no encoder_config, the encoder's architecture (deleted or edited?); without it the "
             "saved weights cannot be placed: restore config.json as it was saved (or download the model again)")
     names = sorted(os.listdir(folder))
+    for name in names:  # the tokenizer's JSON, which json would otherwise report as "Unterminated string ..." alone
+        if name.startswith(("tokenizer", "special_tokens_map")) and name.endswith(".json"):
+            try:
+                with open(os.path.join(folder, name), encoding="utf-8") as handle:
+                    json.load(handle)
+            except (OSError, ValueError) as err:
+                raise ModelFilesError(
+                    f"{os.path.join(folder, name)}: not a complete JSON file ({err}); it was cut short or changed "
+                    "(an interrupted save, copy or download): save or download the model again") from None
     pickled = [name for name in names if name.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
     if pickled and not any(name.endswith(".safetensors") for name in names):
         raise ModelFilesError(

@@ -101,7 +101,8 @@ class ArenaPreferencePipeline(Pipeline):
             return super().__call__(_normalised(inputs, 0), *args, **kwargs)
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Iterable):
             raise ValueError(f"battle 0: expected a dict with keys {BATTLE_KEYS}, got {type(inputs).__name__}")
-        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(item, str) for item in inputs):
+        if (isinstance(inputs, (list, tuple)) and len(inputs) == len(BATTLE_KEYS)
+                and all(isinstance(item, str) for item in inputs)):
             # judge(("What is 2+2?", "4", "5")): a list or tuple is several battles, so each string would fail alone
             raise ValueError(f"got a {type(inputs).__name__} of {len(inputs)} strings; a list or tuple holds several "
                              f"battles: pass one battle as a dict with keys {BATTLE_KEYS} (or as those keywords)")
@@ -297,6 +298,10 @@ def _normalised(battle: Any, index: int) -> dict[str, list[str]]:
     turns (a `datasets.Dataset` in numpy format, a DataFrame cell) are read as the lists they hold."""
     if isinstance(battle, Mapping):
         battle = {key: value.tolist() if _is_numpy_array(value) else value for key, value in battle.items()}
+    elif isinstance(battle, (list, tuple)) or _is_numpy_array(battle):  # e.g. [("What is 2+2?", "4", "5"), ...]
+        raise ValueError(f"battle {index}: expected a dict with keys {BATTLE_KEYS}, got a {type(battle).__name__} of "
+                         f"{len(battle)} values; write each battle as a dict, e.g. {{'prompt': ..., 'response_a': ..., "
+                         "'response_b': ...}")
     try:
         return normalise_battle(battle)
     except ValueError as err:
@@ -313,9 +318,16 @@ def _from_pandas(inputs: Any) -> Any:
     """A pandas DataFrame -> its rows as a list of dicts (iterating a DataFrame gives its column names); a Series
     (one row) -> a dict. Detected by type, without importing pandas (a remote-code module must not need it)."""
     module, name = type(inputs).__module__.split(".")[0], type(inputs).__name__
+    if module == "datasets" and name.endswith("DatasetDict"):  # a dict of splits, which would read as one battle
+        raise ValueError(f"got a datasets.{name} with splits {list(inputs)}; pass one split of battles, e.g. "
+                         f"judge(dataset[{next(iter(inputs), 'test')!r}])")
     if module != "pandas" or name not in ("DataFrame", "Series"):
         return inputs
     if name == "Series":
+        missing = [key for key in BATTLE_KEYS if key not in inputs.index]
+        if missing:  # e.g. judge(frame["prompt"]): a column, not a row
+            raise ValueError(f"the pandas Series has no {missing}; a Series is read as one battle (a DataFrame row "
+                             f"with {list(BATTLE_KEYS)}); pass the DataFrame to score its rows")
         return _pandas_nulls(inputs.to_dict())
     missing = [key for key in BATTLE_KEYS if key not in inputs.columns]
     if missing:

@@ -100,12 +100,10 @@ def training_summary(model: str) -> str | None:
     size = re.search(r"^([\d,]+) training battles", text, re.MULTILINE)
     limits = text.split("\n## Limits\n", 1)[1] if "\n## Limits\n" in text else ""
     caveat = re.search(r"^- (.+(?:\n  .+)*)", limits, re.MULTILINE)
-    parts = []
-    if size:
-        parts.append(f"Trained on {size.group(1)} battles.")
-    if caveat:
-        parts.append(" ".join(caveat.group(1).split()))
-    return " ".join(parts) or None
+    first_limit = " ".join(caveat.group(1).split()) if caveat else ""
+    parts = [first_limit] if first_limit.startswith("Trained on") else [  # the small-data caveat names the size
+        f"Trained on {size.group(1)} battles." if size else "", first_limit]
+    return " ".join(part for part in parts if part) or None
 
 
 def style_control_reason(judge: Any) -> str | None:

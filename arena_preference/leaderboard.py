@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from arena_preference.run_folder import write_atomically
+from arena_preference.run_folder import OutputFolderLock, UserError, write_atomically
 from precision_arena import PRECISIONS
 
 from arena_preference.ratings import (ELO_SCALE, ScoredBattles, agreement, bootstrap_ratings, fit_davidson,  # noqa: F401
@@ -598,6 +598,8 @@ def run(args: LeaderboardArguments) -> dict[str, Any] | None:
     output_dir = Path(args.output_dir)
     # Per-battle predictions, streamed to a temporary file on rank 0 and moved into place at the end.
     battles_temp, handle, writer = None, None, None
+    # One run per folder, as train.py: two leaderboards written at once into one folder would mix their files.
+    lock = OutputFolderLock(output_dir).acquire() if is_main else None
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         fd, battles_temp = tempfile.mkstemp(prefix=".battles.csv.", dir=output_dir)
@@ -656,6 +658,8 @@ def run(args: LeaderboardArguments) -> dict[str, Any] | None:
             handle.close()
         if battles_temp is not None and os.path.exists(battles_temp):
             os.unlink(battles_temp)
+        if lock is not None:
+            lock.release()
     state.wait_for_everyone()
     return board
 
@@ -680,7 +684,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     args = parse_args(argv)
     try:
         board = run(args)
-    except (ValueError, FileNotFoundError, OSError, ImportError) as err:
+    except (UserError, ValueError, FileNotFoundError, OSError, ImportError) as err:
         if os.environ.get("ARENA_DEBUG", "") not in ("", "0"):
             raise
         print(f"leaderboard.py: error: {' '.join(str(err).split())} (ARENA_DEBUG=1 shows the traceback)",

@@ -273,6 +273,11 @@ def _drop_encoder_config(folder: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config))
 
 
+def _truncate_tokenizer(folder: Path) -> None:
+    tokenizer = folder / "tokenizer.json"
+    tokenizer.write_bytes(tokenizer.read_bytes()[: tokenizer.stat().st_size // 2])
+
+
 def _pickled_weights(folder: Path) -> None:
     import pickle
 
@@ -284,11 +289,13 @@ def _pickled_weights(folder: Path) -> None:
     (_truncate, r"model\.safetensors: not a complete safetensors file \(.*\); it was cut short"),
     (_drop_encoder_config, r"config\.json: has no encoder_config, the encoder's architecture .*restore config\.json"),
     (_pickled_weights, r"pytorch_model\.bin: pickled weights are refused: unpickling a file can run any code"),
+    (_truncate_tokenizer, r"tokenizer\.json: not a complete JSON file \(Unterminated string .*\); it was cut short"),
 ])
 def test_broken_model_files_are_named_by_the_pipeline_load_model_and_train_py(saved_model, tmp_path, capsys,
                                                                              break_it, message):
-    """SafetensorError's "incomplete metadata", transformers' "You set ignore_mismatched_sizes to False" and torch's
-    "Weights only load failed ... Unsupported operand" become one line naming the file and what to do."""
+    """SafetensorError's "incomplete metadata", transformers' "You set ignore_mismatched_sizes to False", torch's
+    "Weights only load failed ... Unsupported operand" and json's bare "Unterminated string" (a tokenizer.json cut
+    short) become one line naming the file and what to do."""
     import shutil
 
     from transformers import pipeline
@@ -334,10 +341,22 @@ def test_pipeline_scores_a_dataframe_by_rows_and_names_what_it_cannot_read(saved
     with pytest.raises(ValueError, match=r"got a tuple of 3 strings; a list or tuple holds several battles: pass one "
                                          r"battle as a dict"):
         judge(("What is 2+2?", "4", "5"))
+    with pytest.raises(ValueError, match=r"battle 1: expected a dict with keys .*, got a tuple of 3 values; write "
+                                         r"each battle as a dict"):
+        judge([battles[0], ("What is 2+2?", "4", "5")])
     import datasets
 
     numpy_rows = datasets.Dataset.from_list(battles).with_format("numpy")
     assert list(judge(numpy_rows)) == expected
+    # Near misses from the same world, each named: a dict of splits, a column instead of a row, rows of a 2-D array
+    with pytest.raises(ValueError, match=r"got a datasets\.DatasetDict with splits \['test'\]; pass one split of "
+                                         r"battles, e.g\. judge\(dataset\['test'\]\)"):
+        judge(datasets.DatasetDict({"test": datasets.Dataset.from_list(battles)}))
+    with pytest.raises(ValueError, match=r"the pandas Series has no \['prompt', 'response_a', 'response_b'\]; a Series "
+                                         r"is read as one battle"):
+        judge(frame["prompt"])
+    with pytest.raises(ValueError, match=r"battle 0: expected a dict .*, got a ndarray of 3 values"):
+        judge(frame.to_numpy())
 
 
 # ------------------------------------------------------------------ case 5: labels the same way in every format
@@ -416,13 +435,16 @@ def test_the_demo_names_the_training_data_and_its_leaderboard_table_has_headers(
     (folder / "README.md").write_text("# m\n\n## Training\n\n48 training battles;\nthe head only.\n\n## Limits\n"
                                       f"{_small_data_caveat(48)}\n- It predicts what voters preferred.\n")
     summary = demo.training_summary(str(folder))
-    assert summary.startswith("Trained on 48 battles. Trained on only 48 battles: enough to show the interface, "
-                              "not to judge answers")
+    assert summary.startswith("Trained on only 48 battles: enough to show the interface, not to judge answers")
+    (folder / "README.md").write_text("## Training\n\n5,000 training battles;\n\n## Limits\n\n- It predicts what "
+                                      "the people who voted\n  preferred.\n- Another limit.\n")
+    assert demo.training_summary(str(folder)) == "Trained on 5,000 battles. It predicts what the people who voted " \
+                                                 "preferred."
     app = demo.build_demo(str(folder))
     table = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == "leaderboard_table")
     assert list(table.headers) == list(demo.TABLE_HEADERS)
     note = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == "trained_on")
-    assert "48 battles" in note.value
+    assert note.value == demo.training_summary(str(folder))
 
 
 def test_the_model_card_warns_first_when_the_training_set_is_small():
@@ -463,3 +485,70 @@ def test_the_ratings_plot_draws_an_interval_that_misses_its_rating(tmp_path):
              "style_controlled_rating": None}]
     lb.plot({"models": rows, "win_rate": {"models": ["a", "b"], "matrix": [[0.5, 0.6], [0.4, 0.5]]}}, tmp_path)
     assert (tmp_path / "ratings.png").stat().st_size > 0
+
+
+def test_a_second_leaderboard_into_a_folder_being_written_is_refused(saved_model, tmp_path, capsys):
+    """The same lock as train.py's: two leaderboards written at once into one folder would mix their files."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_leaderboard import write_responses
+
+    from arena_preference import leaderboard as lb
+
+    folder = tmp_path / "board"
+    holder = _holder(folder)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            lb.main(["--model_name_or_path", str(saved_model), "--responses",
+                     str(write_responses(tmp_path / "answers.jsonl")), "--bootstrap", "0", "--cache_dir", "none",
+                     "--output_dir", str(folder)])
+    finally:
+        holder.kill()
+        holder.wait()
+    line = last_line(capsys.readouterr().err)
+    assert exit_info.value.code == 1
+    assert line.startswith(f"leaderboard.py: error: --output_dir {folder} is in use by another run: process "
+                           f"{holder.pid} ")
+    assert not (folder / "leaderboard.json").exists()
+
+
+# A client of the local Hub server (tests/hub_server.py): uploads a broken copy of a model, then loads it back.
+HUB_CLIENT = r'''
+import pickle, shutil, sys
+from pathlib import Path
+from huggingface_hub import create_repo, upload_folder
+from transformers import pipeline
+source, work = Path(sys.argv[1]), Path(sys.argv[2])
+for name in ("truncated", "pickled"):
+    folder = work / name
+    shutil.copytree(source, folder)
+    if name == "truncated":  # an upload or download cut short
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        (folder / "model.safetensors").unlink()
+        (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weights": 1}))
+    create_repo(f"user/{name}")
+    upload_folder(repo_id=f"user/{name}", folder_path=str(folder))
+    try:
+        pipeline("arena-preference", model=f"user/{name}", trust_remote_code=True)
+        print(name, "loaded")
+    except Exception as err:
+        print(name, type(err).__name__, " ".join(str(err).split()))
+'''
+
+
+def test_broken_files_in_a_hub_repo_are_named_when_the_load_fails_on_them(saved_model, tmp_path):
+    """The model's own check reads a local folder before transformers does; a Hub repo's files exist only once
+    downloaded, so the load's failure on them is put in the same words (by repo id)."""
+    from hub_server import HubServer
+
+    with HubServer() as hub:
+        env = {**ENV, **hub.client_env(), "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "0"}
+        run = subprocess.run([sys.executable, "-c", HUB_CLIENT, str(saved_model), str(tmp_path)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in run.stdout.splitlines())
+    assert lines["truncated"].startswith("ModelFilesError user/truncated: a weights file is not a complete "
+                                         "safetensors file (")
+    assert lines["pickled"].startswith("ModelFilesError user/pickled: pickled weights are refused: unpickling a "
+                                       "file can run any code in it")
