@@ -48,11 +48,18 @@ def target_modules(encoder_config: Any, given: str | list[str] | None = None) ->
 
 
 def apply_lora(model: Any, r: int, alpha: float | None = None, dropout: float = 0.05,
-               modules: str | list[str] | None = None) -> dict[str, Any]:
+               modules: str | list[str] | None = None, base_dtype: Any = None) -> dict[str, Any]:
     """Wrap `model.encoder` in a peft LoRA model, in place: the encoder's own weights stop training, adapters of
     rank `r` (scaled by `alpha / r`; `alpha` defaults to 2r) train on `modules` (see `target_modules`), the rest of
-    the model (the head) trains as before. Returns what was applied (also kept in `model.config.lora`)."""
+    the model (the head) trains as before. Returns what was applied (also kept in `model.config.lora`).
+
+    `base_dtype` (e.g. torch.bfloat16, what train.py passes under --bf16) casts the frozen encoder weights first:
+    half the memory of float32 weights plus autocast's bf16 copies of them; the adapters and the head stay float32
+    (peft keeps adapters in float32), and `merge_lora` merges in float32.
+    """
     peft = _peft()
+    if base_dtype is not None:
+        model.encoder.to(base_dtype)
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise ValueError(f"--lora_r {r!r}: expected a positive int (the adapters' rank, e.g. 8 or 16)")
     if not 0 <= dropout < 1:
@@ -87,6 +94,9 @@ def merge_lora(model: Any) -> bool:
     without peft. Returns whether there was anything to merge."""
     if not is_lora(model):
         return False
+    # In float32 (the head's dtype): a bf16 base gets its float32 update without rounding it to bf16, and the saved
+    # model is float32 throughout, its arithmetic chosen when it is served (precision_arena).
+    model.encoder.to(next(p.dtype for n, p in model.named_parameters() if not n.startswith("encoder.")))
     model.encoder = model.encoder.merge_and_unload()
     if getattr(model.config, "lora", None):
         model.config.lora = {**model.config.lora, "merged": True}

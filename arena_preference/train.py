@@ -70,8 +70,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Are
         if model_args.lora_r and training_args.do_train:
             from arena_preference.lora import apply_lora
 
+            # under --bf16 the frozen base weights are held in bf16 (docs/llm.md: the memory each recipe needs)
             apply_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
-                       model_args.lora_target_modules)
+                       model_args.lora_target_modules, base_dtype=torch.bfloat16 if training_args.bf16 else None)
         if training_args.do_train:  # the saved config says how the weights were trained, as the card does
             model.config.encoder_frozen = model_args.freeze_encoder
         tokenized = tokenize(splits, tokenizer, model, model_args, data_args, training_args)
