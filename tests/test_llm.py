@@ -414,3 +414,33 @@ def test_bench_gpu_dry_run_passes_on_cpu(tmp_path):
     for r in results["runs"]:
         assert r["train_battles_per_s"] > 0 and r["predict_battles_per_s"] > 0 and r["lora_trainable"] > 0
     assert "dual tower" in done.stdout and "cross-encoder" in done.stdout
+
+
+def test_lora_trains_under_torchrun_with_two_processes(data, tmp_path):
+    """DDP with frozen base weights and adapters: non-reentrant checkpointing as examples/llm_lora.yaml has it."""
+    pytest.importorskip("peft")
+    import os
+
+    from test_train import free_port
+
+    out = tmp_path / "out"
+    command = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--master_port",
+               str(free_port()), str(ROOT / "train.py"), *LLAMA, *LORA, "--train_file", str(data["train"]),
+               "--validation_file", str(data["validation"]), "--output_dir", str(out), "--max_length", "64",
+               "--max_steps", "2", "--save_strategy", "no", "--gradient_checkpointing_kwargs",
+               '{"use_reentrant": false}', "--ddp_find_unused_parameters", "false"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["lora"]["merged"] and not [f for f in ADAPTER_FILES if (out / f).exists()]
+    results = json.loads((out / "all_results.json").read_text())
+    model, tokenizer = load_model(str(out))
+    judge = ArenaPreferencePipeline(model=model, tokenizer=tokenizer, precision="fp32")
+    rows = [json.loads(line) for line in data["validation"].read_text().splitlines()]
+    scored = judge([{k: r[k] for k in ("prompt", "response_a", "response_b")} for r in rows], batch_size=4)
+    labels = ("winner_model_a", "winner_model_b", "winner_tie")
+    expected = -sum(math.log(s[labels[("model_a", "model_b", "tie").index(r["winner"])]])
+                    for s, r in zip(scored, rows)) / len(rows)
+    # evaluation ran on the merged model after training, gathered over both ranks without duplicates
+    assert results["eval_log_loss"] == pytest.approx(expected, abs=1e-4)
