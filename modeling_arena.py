@@ -5,6 +5,7 @@ Remote-code module: imports only torch, transformers and its sibling modules (co
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,10 +100,18 @@ def mask_positions(mask: torch.Tensor) -> torch.Tensor:
     """`(N, L)` mask -> `(N, L)` position ids counted over the real tokens only (padding gets 0).
 
     A decoder numbers positions 0..L-1 by column unless told otherwise, so a left-padded row would start at the
-    padding's length and read differently from the same row padded on the right; counting from the mask gives every
-    real token the position it has alone.
+    padding's length; rotary positions (Llama, Qwen2, Gemma) only see relative offsets and do not mind, but learned
+    absolute ones (GPT-2 and BERT shapes) would read it differently from the same row alone. Counting from the mask
+    gives every real token the position it has alone.
     """
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _takes_position_ids(encoder: nn.Module) -> bool:
+    """Whether the encoder's forward accepts `position_ids` (by name, or through **kwargs as peft's wrapper does);
+    a few encoders (DistilBERT) have none."""
+    parameters = inspect.signature(encoder.forward).parameters
+    return "position_ids" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def normalised_differences(counts_a: torch.Tensor, counts_b: torch.Tensor) -> torch.Tensor:
@@ -353,7 +362,8 @@ class ArenaModel(ArenaPreTrainedModel):
         `encode` pools (and what precision_arena's ONNX export computes)."""
         layers = getattr(self.config, "pool_layers", 1)
         # last-token pooling reads decoders: positions from the mask, so left padding reads like right padding
-        positions = {"position_ids": mask_positions(attention_mask)} if self.config.pooling == "last" else {}
+        positions = ({"position_ids": mask_positions(attention_mask)}
+                     if self.config.pooling == "last" and _takes_position_ids(self.encoder) else {})
         output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layers > 1,
                               **positions)
         return output.last_hidden_state if layers == 1 else torch.stack(output.hidden_states[-layers:]).mean(0)

@@ -74,7 +74,10 @@ def test_last_token_pooling_ignores_padding_side_and_batch_composition():
     model, tokenizer = _llama()
     short = encode_battles(["Hi"], ["Hello there"], ["Hey"], tokenizer, 128)["input_ids_a"][0]
     long = encode_battles(["Explain a hash table."], [LONG_ANSWER], ["A map."], tokenizer, 128)["input_ids_a"][0]
-    pad = tokenizer.pad_token_id
+    # Not the tokenizer's pad (its EOS): a trailing EOS pad at the last real token's position would compute the
+    # same state as that token and hide a pooling that reads the last column instead of the last real token.
+    pad = tokenizer.unk_token_id
+    assert pad != tokenizer.eos_token_id
     width = len(long)
     gap = width - len(short)
     ids = torch.tensor([short + [pad] * gap, [pad] * gap + short, long])
@@ -85,6 +88,26 @@ def test_last_token_pooling_ignores_padding_side_and_batch_composition():
     assert torch.isfinite(batched).all()
     assert torch.allclose(batched[0], alone[0], atol=1e-5), "right padding beside a longer sequence"
     assert torch.allclose(batched[1], alone[0], atol=1e-5), "left padding"
+
+
+def test_left_padding_reads_like_right_padding_with_absolute_positions():
+    """Rotary positions (Llama) are blind to a shift; learned absolute ones (GPT-2) are not: the positions counted
+    from the mask make a left-padded row read as it does alone."""
+    from transformers import GPT2Config, GPT2Model
+
+    from modeling_arena import ArenaModel
+
+    torch.manual_seed(0)
+    encoder = GPT2Model(GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=32))
+    model = ArenaModel.from_encoder(encoder, pooling="last", style_features=False, max_length=32).eval()
+    ids = torch.randint(1, 64, (1, 6))
+    padded = torch.cat([torch.zeros(1, 4, dtype=torch.long), ids], 1)
+    with torch.no_grad():
+        alone = model.encode(ids, torch.ones_like(ids))
+        left = model.encode(padded, torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones_like(ids)], 1))
+        shifted = model.encoder(input_ids=padded, attention_mask=(padded > 0).long()).last_hidden_state[:, -1]
+    assert torch.allclose(left, alone, atol=1e-5)
+    assert not torch.allclose(shifted, alone, atol=1e-3)  # the check bites: default positions read differently
 
 
 @pytest.mark.parametrize("cross_encoder", [False, True], ids=["dual", "joint"])
