@@ -305,14 +305,23 @@ model = AutoModel.from_pretrained({str(out)!r}, trust_remote_code=True)
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
 judge = pipeline("arena-preference", model={str(out)!r}, trust_remote_code=True, precision="fp32")
 battles = json.load(open({str(tmp_path / 'battles.json')!r}))
-print(json.dumps(judge(battles, batch_size=2)))
+swapped = [dict(b, response_a=b["response_b"], response_b=b["response_a"]) for b in battles]
+long = dict(prompt="Explain a hash table.", response_a={LONG_ANSWER!r}, response_b="A map.")
+print(json.dumps([judge(battles, batch_size=2), judge(swapped, batch_size=3), judge([battles[1]], batch_size=1),
+                  judge([battles[1], long], batch_size=2)]))
 """
     done = run_without_project(code, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got, swapped, alone, beside = json.loads(done.stdout.strip().splitlines()[-1])
+    labels = ("winner_model_a", "winner_model_b", "winner_tie")
     for row, result_row in zip(expected, got):
-        for label in ("winner_model_a", "winner_model_b", "winner_tie"):
+        for label in labels:
             assert result_row[label] == pytest.approx(float(row[label]), abs=2e-6)
+    # the done-when checks on the trained, reloaded model: A/B swap (1e-5), alone vs beside a longer battle (1e-4)
+    for one, other in zip(got, swapped):
+        assert [one[k] for k in labels] == pytest.approx([other[k] for k in (labels[1], labels[0], labels[2])],
+                                                         abs=1e-5)
+    assert [alone[0][k] for k in labels] == pytest.approx([beside[0][k] for k in labels], abs=1e-4)
 
 
 def test_lora_changed_only_the_adapted_weights_and_the_head(run):
