@@ -527,6 +527,7 @@ except ImportError:
     from pipeline_arena import ArenaPreferencePipeline  # noqa: F401, E402
 
 __all__ = [
-    "ArenaClassifyHead", "ArenaJointHead", "last_token", "mask_positions", "ArenaModel", "ArenaOutput", "ArenaPreTrainedModel", "davidson_logits",
+    "ArenaClassifyHead", "ArenaModel", "ArenaOutput", "ArenaPreTrainedModel", "davidson_logits",
     "normalised_differences", "pool",
+    "ArenaJointHead", "last_token", "mask_positions",
 ]

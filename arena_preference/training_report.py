@@ -97,8 +97,8 @@ def llm_notes(config: Any, data_args: Any) -> str:
     """The card's paragraph on the cross-encoder, merged LoRA adapters and distillation ("" for none of them)."""
     notes = []
     if getattr(config, "cross_encoder", False):
-        notes.append("It is a joint cross-encoder, not a dual tower: the encoder reads one sequence per battle (prompt, "
-                     "answer A, answer B, with `User:` / `Response A:` / `Response B:` markers; the last exchange "
+        notes.append("It is a joint cross-encoder, not a dual tower: the encoder reads one sequence per battle "
+                     "(prompt, answer A, answer B, with `User:` / `Response A:` / `Response B:` markers; the last exchange "
                      "always keeps all three parts) in both orders, and the probabilities are the average of both "
                      "orders', so swapping A and B swaps P(A) and P(B) exactly.")
     lora = getattr(config, "lora", None)

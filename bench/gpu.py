@@ -143,7 +143,8 @@ def table(results: dict[str, Any]) -> str:
              "| | dual tower | cross-encoder |", "| --- | --- | --- |"]
     runs = {r["architecture"]: r for r in results["runs"]}
     dual, joint = runs["dual tower"], runs["cross-encoder"]
-    rows = [("parameters (trainable: LoRA + head)", lambda r: f"{r['parameters'] / 1e6:.3g}M ({r['trainable'] / 1e6:.3g}M)"),
+    rows = [("parameters (trainable: LoRA + head)",
+             lambda r: f"{r['parameters'] / 1e6:.3g}M ({r['trainable'] / 1e6:.3g}M)"),
             ("tokens per sequence (2 per battle)", lambda r: str(r["sequence_tokens"])),
             (f"training, battles/s (batch {dual['train_batch']})", lambda r: f"{r['train_battles_per_s']:.2f}"),
             ("training peak GPU memory, GiB", lambda r: gib(r["train_peak_gib"])),
