@@ -60,7 +60,9 @@ class ArenaConfig(PretrainedConfig):
         rank_loss (`str`, *optional*, defaults to `"davidson"`):
             With the rank head. `"davidson"`: softmax([d/2, -d/2, log nu]) with d = r_A - r_B and a learned
             nu > 0, trained by log loss (Bradley-Terry with ties). `"mse"`: regress d toward +1 / -1 / 0.
-        pooling (`str`, *optional*, defaults to `"mean"`): `"mean"` (attention-mask weighted) or `"cls"`.
+        pooling (`str`, *optional*, defaults to `"mean"`): `"mean"` (attention-mask weighted), `"cls"` (the first
+            token), or `"last"` (the last non-padding token, found from the attention mask: for decoder LLMs, whose
+            last token is the only one that has read the whole sequence).
         max_length (`int`, *optional*): token budget of each tower, special tokens included; at least 16 and at
             most what the encoder can read (`max_length_limit`: 512 for BERT-family encoders such as MiniLM, 4096
             for DeBERTa-v3's relative positions). Defaults to 1024, capped at that limit.
@@ -86,6 +88,13 @@ class ArenaConfig(PretrainedConfig):
             records it; `None` for a model it did not train).
         tokenizer_fingerprint (`str`, *optional*): sha256 of the tokenizer's vocabulary at save time
             (`encoding_arena.tokenizer_fingerprint`); a model is not served with another tokenizer.
+        cross_encoder (`bool`, *optional*, defaults to `False`): a joint cross-encoder instead of the dual tower:
+            the encoder reads one sequence per battle and order (prompt, the first-shown answer, the second; see
+            `encoding_arena.encode_joint_battles`), `ArenaJointHead` gives 3 logits per order and the model's
+            probabilities are the average of both orders' (mapped back to A/B): symmetric by construction. Needs
+            `head="classify"`.
+        lora (`dict`, *optional*): what LoRA adapters were trained and merged into the encoder's weights before
+            saving (`r`, `alpha`, `dropout`, `target_modules`); a record for people, the weights are plain.
 
     Example:
 
@@ -105,7 +114,7 @@ class ArenaConfig(PretrainedConfig):
     encoder_config: dict | PretrainedConfig | None = None
     head: Literal["classify", "rank"] = "classify"
     rank_loss: Literal["davidson", "mse"] = "davidson"
-    pooling: Literal["mean", "cls"] = "mean"
+    pooling: Literal["mean", "cls", "last"] = "mean"
     max_length: int | None = None
     truncation: Literal["latest_turns", "head"] = "latest_turns"
     style_features: bool = True
@@ -115,6 +124,8 @@ class ArenaConfig(PretrainedConfig):
     classifier_dropout: float | int = 0.0
     encoder_frozen: bool | None = None
     tokenizer_fingerprint: str | None = None
+    cross_encoder: bool = False
+    lora: dict | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         if isinstance(self.encoder_config, dict) and "model_type" not in self.encoder_config:
@@ -129,6 +140,9 @@ class ArenaConfig(PretrainedConfig):
     def validate_arena(self) -> None:
         """Part of `@strict`-powered validation: the token budget and the temperature."""
         check_max_length(self.max_length, self.encoder_config)
+        if self.cross_encoder and self.head != "classify":
+            raise ValueError(f"ArenaConfig: cross_encoder needs head='classify' (got head={self.head!r}): the joint "
+                             "head gives three logits per order, no reward per response")
         low, high = TEMPERATURE_RANGE
         if isinstance(self.temperature, bool) or not (math.isfinite(self.temperature) and
                                                       low <= self.temperature <= high):

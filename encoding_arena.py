@@ -6,6 +6,10 @@ saved model directory on a machine without this project.
 A tower is the conversation seen from one side, role markers between turns:
 
     [CLS] User: <prompt 1> Assistant: <response 1> User: <prompt 2> Assistant: <response 2> [SEP]
+
+A cross-encoder (`cross_encoder=True`) reads one sequence per battle and order instead, both answers in it:
+
+    [BOS] User: <prompt 1> Response A: <first 1> Response B: <second 1> User: <prompt 2> ... [EOS]
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import torch
 
 USER_MARKER = "User:"
 ASSISTANT_MARKER = "Assistant:"
+# The cross-encoder's markers name positions (the answer shown first, second), not models: the order (b, a) of a
+# battle shows b after "Response A:".
+JOINT_MARKERS = ("User:", "Response A:", "Response B:")
 
 # Per-side style features fed to the head beside the pooled embeddings: log1p of counts (`log_*`; the classify
 # head reads them back as counts and compares the sides as (A - B) / (A + B), as the Arena's own style control
@@ -292,6 +299,7 @@ def encode_battles(
     tokenizer: Any,
     max_length: int,
     truncation: str = "latest_turns",
+    cross_encoder: bool = False,
 ) -> dict[str, list]:
     """Turn a batch of battles into tower inputs (the one place that does it).
 
@@ -301,11 +309,15 @@ def encode_battles(
         tokenizer: a fast tokenizer; all turns of the batch are tokenized in one call.
         max_length: token budget per tower, special tokens included.
         truncation: `"latest_turns"` (default) or `"head"`.
+        cross_encoder: the joint sequences of a cross-encoder instead of the towers: `input_ids_a` holds the
+            order (prompt, a, b) and `input_ids_b` the order (prompt, b, a) (`encode_joint_battles`).
 
     Returns:
         `{"input_ids_a": [[int]], "input_ids_b": [[int]], "style_a": [[float]], "style_b": [[float]]}`, one
         entry per battle; no padding (see `ArenaCollator`).
     """
+    if cross_encoder:
+        return encode_joint_battles(prompt, response_a, response_b, tokenizer, max_length, truncation)
     if truncation not in _TRUNCATE:
         raise ValueError(f"truncation={truncation!r} is not one of {tuple(_TRUNCATE)}")
     if not (len(prompt) == len(response_a) == len(response_b)):
@@ -345,12 +357,90 @@ def encode_battles(
     return out
 
 
-def encode_battle(battle: Mapping[str, Any], tokenizer: Any, max_length: int, truncation: str = "latest_turns") -> dict:
+def encode_battle(battle: Mapping[str, Any], tokenizer: Any, max_length: int, truncation: str = "latest_turns",
+                  cross_encoder: bool = False) -> dict:
     """Tower inputs of one battle `{prompt, response_a, response_b}` (see `encode_battles`). Errors name the field
     but no battle index (the caller knows which battle it passed)."""
     turns = normalise_battle(battle)
-    batch = encode_battles(*([turns[key]] for key in BATTLE_KEYS), tokenizer, max_length, truncation)
+    batch = encode_battles(*([turns[key]] for key in BATTLE_KEYS), tokenizer, max_length, truncation, cross_encoder)
     return {key: value[0] for key, value in batch.items()}
+
+
+def _truncate_joint(
+    prompts: list[list[int]], firsts: list[list[int]], seconds: list[list[int]], budget: int, markers: list[list[int]]
+) -> list[int]:
+    """The cross-encoder's rule: keep all three parts of the last exchange, then earlier exchanges, newest first.
+
+    The last exchange always keeps some of its prompt (its tail: at most a quarter of the room unless the answers
+    leave more) and some of each answer (its head; the room left is shared equally, an answer shorter than its share
+    gives the rest to the other). Earlier exchanges are kept whole while they fit.
+    """
+    user, first_marker, second_marker = markers
+    room = budget - len(user) - len(first_marker) - len(second_marker)
+    p, f, s = prompts[-1], firsts[-1], seconds[-1]
+    p_keep = min(len(p), max(room // 4, room - len(f) - len(s), 1))
+    rest = room - p_keep
+    f_keep = min(len(f), max(rest - rest // 2, rest - len(s)))
+    s_keep = min(len(s), rest - f_keep)
+    last = user + (p[len(p) - p_keep:] if p_keep else []) + first_marker + f[:f_keep] + second_marker + s[:s_keep]
+    kept, used = [last], len(last)
+    for p, f, s in zip(reversed(prompts[:-1]), reversed(firsts[:-1]), reversed(seconds[:-1])):
+        exchange = user + p + first_marker + f + second_marker + s
+        if used + len(exchange) > budget:
+            break
+        kept.append(exchange)
+        used += len(exchange)
+    return [t for exchange in reversed(kept) for t in exchange]
+
+
+def encode_joint_battles(
+    prompt: Sequence[Any],
+    response_a: Sequence[Any],
+    response_b: Sequence[Any],
+    tokenizer: Any,
+    max_length: int,
+    truncation: str = "latest_turns",
+) -> dict[str, list]:
+    """A cross-encoder's inputs: one sequence per battle and order, `max_length` tokens at most (special tokens
+    included), cut by `_truncate_joint` (all three parts and the latest turns kept).
+
+    Returns `encode_battles`' keys: `input_ids_a` the order (prompt, a, b), `input_ids_b` the order (prompt, b, a),
+    `style_a`, `style_b` each side's style features. Swapping A and B in a battle exchanges the two sequences, which
+    is what makes `ArenaJointHead` symmetric.
+    """
+    if truncation != "latest_turns":
+        raise ValueError(f"truncation={truncation!r}: a cross-encoder keeps the latest turns of all three parts "
+                         "(truncation='latest_turns')")
+    if not (len(prompt) == len(response_a) == len(response_b)):
+        raise ValueError("prompt, response_a and response_b must hold the same number of battles")
+    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    specials = ([first] if first is not None else [], [last] if last is not None else [])
+    budget = max_length - len(specials[0]) - len(specials[1])
+    markers = tokenizer(list(JOINT_MARKERS), add_special_tokens=False)["input_ids"]
+    if budget < sum(map(len, markers)) + 3:
+        raise ValueError(f"max_length={max_length} leaves no room for a prompt and two responses")
+    sides, texts, ends = [], [], []
+    for i, (p, a, b) in enumerate(zip(prompt, response_a, response_b)):
+        try:
+            turns = list(normalise_battle(dict(zip(BATTLE_KEYS, (p, a, b)))).values())
+        except ValueError as err:
+            raise ValueError(f"battle {i}: {err}") from None
+        sides.append(turns)
+        for side, end in zip(turns, ("tail", "head", "head")):
+            texts.extend(side)
+            ends.extend([end] * len(side))
+    token_ids = iter(tokenize_within(tokenizer, texts, ends, budget))
+    out: dict[str, list] = {"input_ids_a": [], "input_ids_b": [], "style_a": [], "style_b": []}
+    for p_turns, a_turns, b_turns in sides:
+        p_ids = [next(token_ids) for _ in p_turns]
+        a_ids = [next(token_ids) for _ in a_turns]
+        b_ids = [next(token_ids) for _ in b_turns]
+        out["input_ids_a"].append(specials[0] + _truncate_joint(p_ids, a_ids, b_ids, budget, markers) + specials[1])
+        out["input_ids_b"].append(specials[0] + _truncate_joint(p_ids, b_ids, a_ids, budget, markers) + specials[1])
+        out["style_a"].append(style_features(a_turns, b_turns))
+        out["style_b"].append(style_features(b_turns, a_turns))
+    return out
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -412,6 +502,7 @@ class ArenaCollator:
 
 
 __all__ = [
-    "BATTLE_KEYS", "ArenaCollator", "BattleFieldError", "STYLE_FEATURES", "as_turns", "encode_battle", "encode_battles",
+    "BATTLE_KEYS", "ArenaCollator", "BattleFieldError", "JOINT_MARKERS", "STYLE_FEATURES", "as_turns", "encode_battle",
+    "encode_battles", "encode_joint_battles",
     "check_tokenizer", "loads_json", "normalise_battle", "style_features", "tokenize_within", "tokenizer_fingerprint",
 ]

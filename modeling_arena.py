@@ -5,6 +5,7 @@ Remote-code module: imports only torch, transformers and its sibling modules (co
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +74,44 @@ def _trim(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """`(N, L, H)` hidden states and `(N, L)` mask -> `(N, H)`: mask-weighted mean, or the first token."""
+    """`(N, L, H)` hidden states and `(N, L)` mask -> `(N, H)`: mask-weighted mean, the first token, or the last
+    non-padding token."""
+    if pooling == "last":
+        return last_token(hidden, mask)
     if pooling == "cls":
         return hidden[:, 0]
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def last_token(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`(N, L, H)` hidden states and `(N, L)` mask -> `(N, H)`: each row's last non-padding token.
+
+    Found from the mask, not from the tokenizer's padding side: the largest position whose mask is 1, so left and
+    right padding (and a batch mixing both) pick the same token. A decoder's last token is the only one that has
+    read the whole sequence.
+    """
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    last = (positions * (mask > 0)).argmax(-1)  # (N,) the largest unmasked position (0 for an all-padding row)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+def mask_positions(mask: torch.Tensor) -> torch.Tensor:
+    """`(N, L)` mask -> `(N, L)` position ids counted over the real tokens only (padding gets 0).
+
+    A decoder numbers positions 0..L-1 by column unless told otherwise, so a left-padded row would start at the
+    padding's length; rotary positions (Llama, Qwen2, Gemma) only see relative offsets and do not mind, but learned
+    absolute ones (GPT-2 and BERT shapes) would read it differently from the same row alone. Counting from the mask
+    gives every real token the position it has alone.
+    """
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _takes_position_ids(encoder: nn.Module) -> bool:
+    """Whether the encoder's forward accepts `position_ids` (by name, or through **kwargs as peft's wrapper does);
+    a few encoders (DistilBERT) have none."""
+    parameters = inspect.signature(encoder.forward).parameters
+    return "position_ids" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def normalised_differences(counts_a: torch.Tensor, counts_b: torch.Tensor) -> torch.Tensor:
@@ -272,6 +306,58 @@ def _model_file_problem(where: Any, err: Exception) -> str | None:
                 "encoder_config?); config.json and the weights belong to different models: restore config.json")
     return None
 
+class ArenaJointHead(nn.Module):
+    """The cross-encoder's head: three logits per order of the joint sequence, the two orders' probabilities
+    averaged, so P(A | a, b) = P(B | b, a) exactly.
+
+    With h_ab the pooled sequence (prompt, a, b) and h_ba the pooled (prompt, b, a), and per-side style features
+    s_a, s_b:
+
+        order (a, b):  l_ab = W h_ab + S [s_a, s_b]     -> P(first shown wins), P(second shown wins), P(tie)
+        order (b, a):  l_ba = W h_ba + S [s_b, s_a]
+        P = (softmax(l_ab) + softmax(l_ba)[second, first, tie]) / 2
+
+    Swapping a and b exchanges the two orders, so it swaps P(A) and P(B) and keeps P(tie), whatever W and S are.
+    The returned logits are log P (softmax gives P back). Style enters additively per order; the content logits are
+    the same average without the S terms (the style-controlled prediction).
+    """
+
+    def __init__(self, hidden_size: int, n_style: int = 0) -> None:
+        super().__init__()
+        self.order = nn.Linear(hidden_size, 3)
+        self.style = nn.Linear(2 * n_style, 3, bias=False) if n_style else None
+
+    def reset_parameters(self) -> None:
+        """The seed head's init for W (Normal(0, 0.02), bias 0); style terms start at 0 (no style effect)."""
+        nn.init.normal_(self.order.weight, mean=0.0, std=0.02)
+        nn.init.zeros_(self.order.bias)
+        if self.style is not None:
+            nn.init.zeros_(self.style.weight)
+
+    def forward(
+        self,
+        pooled_ab: torch.Tensor,
+        pooled_ba: torch.Tensor,
+        style_a: torch.Tensor | None = None,
+        style_b: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(B, H)` pooled orders (a, b) and (b, a), `(B, F)` style features -> `(B, 3)` logits (log of the averaged
+        probabilities, in A/B order) and `(B, 3)` content logits (None without style features)."""
+        content_ab, content_ba = self.order(pooled_ab).float(), self.order(pooled_ba).float()
+        content = None
+        if self.style is not None:
+            content = _average_orders(content_ab, content_ba)
+            content_ab = content_ab + self.style(torch.cat([style_a, style_b], -1).to(self.style.weight.dtype)).float()
+            content_ba = content_ba + self.style(torch.cat([style_b, style_a], -1).to(self.style.weight.dtype)).float()
+        return _average_orders(content_ab, content_ba), content
+
+
+def _average_orders(logits_ab: torch.Tensor, logits_ba: torch.Tensor) -> torch.Tensor:
+    """`(B, 3)` logits of order (a, b) and of order (b, a) (each: first shown, second shown, tie) -> `(B, 3)` log of
+    the averaged probabilities in A/B order."""
+    probs = (logits_ab.softmax(-1) + logits_ba.softmax(-1)[:, [1, 0, 2]]) / 2
+    return probs.clamp(min=torch.finfo(probs.dtype).tiny).log()
+
 
 class ArenaPreTrainedModel(PreTrainedModel):
     config_class = ArenaConfig
@@ -312,18 +398,23 @@ class ArenaPreTrainedModel(PreTrainedModel):
         # The heads only: the encoder is a PreTrainedModel and initialises itself.
         if isinstance(module, ArenaModel):
             head, ranker = module.classifier, module.ranker
-            content = (head.content, head.content_tie) if head is not None else (ranker.reward,)
-            style = (head.style, head.style_tie) if head is not None else (ranker.style_reward,)
+            content, style, scalars = (), (), ()
+            if head is not None:
+                content, style, scalars = (head.content, head.content_tie), (head.style, head.style_tie), (head.position,)
+            elif ranker is not None:
+                content, style = (ranker.reward,), (ranker.style_reward,)
+                scalars = (ranker.log_nu, ranker.log_scale)
             # content weights as the seed's head, Normal(0, 0.02); style terms start at 0 (no style effect)
             for linear, std in ((*((c, 0.02) for c in content), *((s, 0.0) for s in style))):
                 if linear is not None:
                     nn.init.normal_(linear.weight, mean=0.0, std=std) if std else nn.init.zeros_(linear.weight)
                     if linear.bias is not None:
                         nn.init.zeros_(linear.bias)
-            scalars = (head.position,) if head is not None else (ranker.log_nu, ranker.log_scale)
             for param in scalars:
                 if param is not None:
                     nn.init.zeros_(param)
+            if getattr(module, "joint_head", None) is not None:
+                module.joint_head.reset_parameters()
 
 
 class ArenaModel(ArenaPreTrainedModel):
@@ -334,6 +425,9 @@ class ArenaModel(ArenaPreTrainedModel):
       symmetric terms, content and style terms added (the content terms alone are the style-controlled output).
     - rank: `ArenaRankHead`, Linear(H -> 1) per tower [+ Linear(F -> 1) on its style features] -> rewards r_A,
       r_B; the three probabilities are `davidson_logits(r_A - r_B)`.
+    - cross-encoder (`config.cross_encoder`): tower A is the joint sequence (prompt, a, b) and tower B the same
+      battle in the other order (prompt, b, a) (`encoding_arena.encode_joint_battles`); `ArenaJointHead` averages
+      the two orders' probabilities.
     """
 
     def __init__(self, config: ArenaConfig, encoder: PreTrainedModel | None = None) -> None:
@@ -360,6 +454,11 @@ class ArenaModel(ArenaPreTrainedModel):
             # response scored alone (the pipeline's score_responses) gets the reward it gets in a battle.
             per_response = [i for i, name in enumerate(STYLE_FEATURES) if name != "is_identical"] if n_style else []
             self.ranker = ArenaRankHead(hidden, per_response, config.rank_loss)
+        self.joint_head = None
+        if getattr(config, "cross_encoder", False):
+            # The cross-encoder's own head replaces the dual tower's (see ArenaJointHead).
+            self.classifier = None
+            self.joint_head = ArenaJointHead(hidden, n_style)
         self.post_init()
         # transformers 5 initialises weights in from_config/from_pretrained, not in __init__; a plain
         # ArenaModel(config) must get the seed's head init too (a no-op inside from_pretrained's no-init context).
@@ -390,7 +489,11 @@ class ArenaModel(ArenaPreTrainedModel):
         """`(N, L)` token ids and mask -> `(N, L, H)`: the mean of the last `config.pool_layers` hidden layers, what
         `encode` pools (and what precision_arena's ONNX export computes)."""
         layers = getattr(self.config, "pool_layers", 1)
-        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layers > 1)
+        # last-token pooling reads decoders: positions from the mask, so left padding reads like right padding
+        positions = ({"position_ids": mask_positions(attention_mask)}
+                     if self.config.pooling == "last" and _takes_position_ids(self.encoder) else {})
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layers > 1,
+                              **positions)
         return output.last_hidden_state if layers == 1 else torch.stack(output.hidden_states[-layers:]).mean(0)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -484,6 +587,13 @@ class ArenaModel(ArenaPreTrainedModel):
         the rank head (else None) and `(B, 3)` content logits (the logits without the style terms; the logits
         themselves when the model has no style features). Logits are divided by the temperature."""
         rewards = None
+        if self.joint_head is not None:  # the cross-encoder: pooled_a, pooled_b are the orders (a, b), (b, a)
+            if self.joint_head.style is not None:
+                style_a, style_b = self._check_style(style_a, "style_a"), self._check_style(style_b, "style_b")
+            logits, content = self.joint_head(pooled_a, pooled_b, style_a, style_b)
+            content = logits if content is None else content
+            temperature = self.config.temperature
+            return logits / temperature, None, content / temperature
         if self.classifier is not None:
             if self.classifier.style is not None:
                 style_a, style_b = self._check_style(style_a, "style_a"), self._check_style(style_b, "style_b")
@@ -537,4 +647,5 @@ __all__ = [
     "ArenaClassifyHead", "ArenaModel", "ArenaRankHead", "ArenaOutput", "ArenaPreTrainedModel", "ModelFilesError", "check_model_files",
     "davidson_logits",
     "normalised_differences", "pool",
+    "ArenaJointHead", "last_token", "mask_positions",
 ]

@@ -143,7 +143,8 @@ class ArenaPreferencePipeline(Pipeline):
         self, battle: Mapping[str, Any], max_length: int | None = None, truncation: str | None = None
     ) -> dict[str, torch.Tensor]:
         """One battle -> a batch of one: `input_ids_a/b`, `attention_mask_a/b` `(1, L)`, `style_a/b` `(1, F)`."""
-        features = encode_battle(_normalised(battle, 0), self.tokenizer, *self._encoding(max_length, truncation))
+        features = encode_battle(_normalised(battle, 0), self.tokenizer, *self._encoding(max_length, truncation),
+                                 **self._joint())
         return self._collate([features])
 
     def _forward(
@@ -263,13 +264,19 @@ class ArenaPreferencePipeline(Pipeline):
 
     def _encode_window(self, window: list, start: int, max_length: int, truncation: str) -> list[dict[str, Any]]:
         battles = [_normalised(battle, start + i) for i, battle in enumerate(window)]
-        enc = encode_battles(*([b[k] for b in battles] for k in BATTLE_KEYS), self.tokenizer, max_length, truncation)
+        enc = encode_battles(*([b[k] for b in battles] for k in BATTLE_KEYS), self.tokenizer, max_length, truncation,
+                             **self._joint())
         return [{key: values[i] for key, values in enc.items()} for i in range(len(window))]
 
     # ------------------------------------------------------------------------------------------------------ helpers
     def _encoding(self, max_length: int | None = None, truncation: str | None = None) -> tuple[int, str]:
         config = self.model.config
         return (max_length or config.max_length, truncation or config.truncation)
+
+    def _joint(self) -> dict[str, bool]:
+        """The encoding's `cross_encoder` flag for a cross-encoder (the joint sequences of both orders); nothing for
+        a dual tower (models saved before the option existed are dual towers)."""
+        return {"cross_encoder": True} if getattr(self.model.config, "cross_encoder", False) else {}
 
     def _collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = ArenaCollator(pad_token_id=self.tokenizer.pad_token_id or 0)(features)

@@ -38,18 +38,20 @@ def tokenize_arena(
     max_length: int,
     truncation: str = "latest_turns",
     num_proc: int | None = None,
+    cross_encoder: bool = False,
 ) -> datasets.Dataset:
     """Add tower inputs (`input_ids_a`, `input_ids_b`: token ids, no padding; `style_a`, `style_b`: floats) and
     `length`, the longer tower's token count (what `--train_sampling_strategy group_by_length` groups by).
 
     A batched, cached `datasets.map` over `encoding_arena.encode_battles` (the one function the pipeline uses
-    too). `num_proc` splits the work over processes; a fast tokenizer already batches in Rust, so it pays only
+    too); with `cross_encoder`, the joint sequences of both orders (`encoding_arena.encode_joint_battles`).
+    `num_proc` splits the work over processes; a fast tokenizer already batches in Rust, so it pays only
     for large sets on machines with spare cores. All other columns, `label` included, are kept.
     """
 
-    def encode(batch: dict[str, list], encoder_source: str) -> dict[str, list]:
+    def encode(batch: dict[str, list], encoder_source: str, **joint: bool) -> dict[str, list]:
         towers = encode_battles(batch["prompt"], batch["response_a"], batch["response_b"], tokenizer, max_length,
-                                truncation)
+                                truncation, **joint)
         return towers | {"length": [max(len(a), len(b)) for a, b in zip(towers["input_ids_a"],
                                                                         towers["input_ids_b"])]}
 
@@ -57,7 +59,8 @@ def tokenize_arena(
     # datasets fingerprints `encode` by reference to encode_battles, not by its code: the source hash in the
     # fn_kwargs makes a changed encoding_arena.py miss the cache instead of reusing stale tower inputs.
     return dataset.map(encode, batched=True, num_proc=num_proc, features=features,
-                       fn_kwargs={"encoder_source": _ENCODER_SOURCE_HASH},
+                       fn_kwargs={"encoder_source": _ENCODER_SOURCE_HASH,
+                                  **({"cross_encoder": True} if cross_encoder else {})},
                        desc=f"Encoding battles (max_length={max_length}, {truncation})")
 
 
@@ -77,6 +80,8 @@ def swap_battles(dataset: datasets.Dataset) -> datasets.Dataset:
             out[a], out[b] = batch[b], batch[a]
         if "label" in batch:
             out["label"] = [(1 - y) if y in (0, 1) else y for y in batch["label"]]
+        if "labels" in batch:  # soft labels (distillation targets): P(A wins) and P(B wins) exchange places
+            out["labels"] = [[y[1], y[0], y[2]] for y in batch["labels"]]
         return out
 
     return dataset.map(swap, batched=True, desc="Swapping A and B")

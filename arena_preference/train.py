@@ -82,9 +82,19 @@ def _run_in_folder(model_args: ModelArguments, data_args: DataArguments, trainin
 
     with training_args.main_process_first(desc="loading the model and the battles"):
         splits = load_splits(data_args, training_args)  # first: a bad file fails before a model is loaded
+        if data_args.teacher_file and "train" in splits:
+            from arena_preference.distillation import add_teacher_targets
+
+            splits["train"] = add_teacher_targets(splits["train"], data_args.teacher_file, data_args.distill_weight)
         model, tokenizer = load_model_and_tokenizer(model_args)
         if resume:  # before Trainer loads its optimizer state into a model of another shape
             check_resume_matches(resume, model.config)
+        if model_args.lora_r and training_args.do_train:
+            from arena_preference.lora import apply_lora
+
+            # under --bf16 the frozen base weights are held in bf16 (docs/llm.md: the memory each recipe needs)
+            apply_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
+                       model_args.lora_target_modules, base_dtype=torch.bfloat16 if training_args.bf16 else None)
         if training_args.do_train:  # the saved config says how the weights were trained, as the card does
             model.config.encoder_frozen = model_args.freeze_encoder
         tokenized = tokenize(splits, tokenizer, model, model_args, data_args, training_args)
@@ -120,6 +130,10 @@ def _run_in_folder(model_args: ModelArguments, data_args: DataArguments, trainin
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
         metrics.update(train_metrics)
+        from arena_preference.lora import merge_lora
+
+        if merge_lora(trainer.model):  # the repo holds plain weights: it loads with torch + transformers alone
+            logger.info("merged the LoRA adapters into the encoder's weights")
         if trainer.is_world_process_zero():
             save_repo(trainer.model, tokenizer, output_dir)
             logger.info("saved the model repo to %s", output_dir)

@@ -50,7 +50,9 @@ class ModelArguments:
         metadata={"help": "With --head rank: davidson (default; Bradley-Terry with ties) or mse (the seed's "
                           "regression).", "choices": ["davidson", "mse"]},
     )
-    pooling: str | None = field(default=None, metadata={"help": "mean (default) or cls.", "choices": ["mean", "cls"]})
+    pooling: str | None = field(default=None, metadata={"help": "mean (default), cls, or last (the last non-padding "
+                                                               "token; the default for decoder LLMs).",
+                                                       "choices": ["mean", "cls", "last"]})
     max_length: int | None = field(
         default=None,
         metadata={"help": "Token budget per tower. A fresh model: 1024, capped at what the encoder can read (512 for "
@@ -88,6 +90,26 @@ class ModelArguments:
         metadata={"help": "After training, fit a temperature on the validation battles, store it in config.json and "
                           "use it for predictions (eval_log_loss_calibrated is fitted on those same battles)."},
     )
+    # Decoder LLMs and the cross-encoder (docs/llm.md).
+    cross_encoder: bool = field(
+        default=False,
+        metadata={"help": "A joint cross-encoder instead of the dual tower: one sequence per battle (prompt, answer "
+                          "A, answer B), read in both orders and the probabilities averaged (symmetric in A/B)."},
+    )
+    lora_r: int | None = field(
+        default=None,
+        metadata={"help": "Fine-tune the encoder through LoRA adapters of this rank (needs peft: pip install "
+                          "'arena-preference[llm]'); implies --freeze_encoder false. The saved model holds merged "
+                          "weights and loads without peft."},
+    )
+    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA scaling numerator (default: 2 x lora_r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA adapters' input."})
+    lora_target_modules: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated module names to adapt, or all-linear. Default: attention and MLP "
+                          "projections for Llama/Qwen2/Gemma/Mistral shapes (q,k,v,o,gate,up,down_proj), all-linear "
+                          "for architectures without a default."},
+    )
 
 
 @dataclass
@@ -124,6 +146,17 @@ class DataArguments:
     )
     skip_invalid: bool = field(
         default=False, metadata={"help": "Skip (and count) rows that do not fit the schema instead of stopping."}
+    )
+    # Distillation (arena_preference/distillation.py).
+    teacher_file: str | None = field(
+        default=None,
+        metadata={"help": "Another model's predictions.csv (the --do_predict layout), joined to the training battles "
+                          "by id: soft targets to learn from. Training battles without labels learn from it alone."},
+    )
+    distill_weight: float = field(
+        default=0.5,
+        metadata={"help": "With --teacher_file: target = (1 - w) x vote + w x teacher probabilities (0: votes only, "
+                          "1: the teacher only)."},
     )
 
 
@@ -309,6 +342,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         except ValueError as err:  # unknown options, or TrainingArguments rejecting a combination
             parser.error(" ".join(str(err).split()))
         given = _given_options(argv)
+    resolve_llm_options(model_args, given)
     if "output_dir" not in given:
         training_args.output_dir = default_output_dir(model_args.model_name_or_path)
     # For the run-folder rule (run_folder.claim_output_dir): the same command run again into the default folder
@@ -333,6 +367,19 @@ def check_something_to_do(model_args: ModelArguments, training_args: TrainingArg
     raise UserError(f"nothing to do: {given or 'no data'} leaves --do_train, --do_eval and --do_predict all off "
                     "(once one of them is given, the others are off unless given too); add --do_train (or "
                     "--do_eval / --do_predict) for what this run should do")
+
+
+def resolve_llm_options(model_args: ModelArguments, given: dict[str, Any]) -> None:
+    """--lora_r trains the encoder (through its adapters), so it implies --freeze_encoder false; saying both
+    --freeze_encoder true and --lora_r is a contradiction, refused."""
+    if model_args.lora_r is None:
+        return
+    if isinstance(model_args.lora_r, bool) or model_args.lora_r < 1:
+        raise UserError(f"--lora_r {model_args.lora_r}: expected a positive int (the adapters' rank, e.g. 8 or 16)")
+    if "freeze_encoder" in given and model_args.freeze_encoder:
+        raise UserError("--lora_r trains LoRA adapters in the encoder; --freeze_encoder true keeps the encoder as "
+                        "loaded: drop one of them")
+    model_args.freeze_encoder = False
 
 
 def _given_options(argv: list[str]) -> dict[str, Any]:

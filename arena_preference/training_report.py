@@ -95,8 +95,13 @@ def _hub_dataset(data_args: Any) -> str | None:
 
 def describe_head(config: Any) -> str:
     """One line on the head that is saved, from its config (what the card says must be what the weights are)."""
-    pooling = f"mean of the last {config.pool_layers} layers" if getattr(config, "pool_layers", 1) > 1 else "mean"
+    pooling = config.pooling if config.pooling != "mean" else (
+        f"mean of the last {config.pool_layers} layers" if getattr(config, "pool_layers", 1) > 1 else "mean")
     style = "with" if config.style_features else "without"
+    if getattr(config, "cross_encoder", False):
+        return (f"joint cross-encoder: one sequence per battle, read in both orders, pooled ({config.pooling}); "
+                f"three logits per order ({style} style features), the two orders' probabilities averaged, so "
+                f"swapping A and B swaps P(A) and P(B)")
     if config.head == "classify":
         return (f"classify, symmetric in A and B by construction: content logits from the two pooled towers "
                 f"({pooling} pooling; A = w1.a + w2.b, B = w1.b + w2.a, tie from |a - b|) plus additive style "
@@ -128,6 +133,27 @@ def _small_data_caveat(train_samples: Any) -> str:
             "follows length and style, even to a wrong answer); train on thousands of real votes before trusting it.")
 
 
+def llm_notes(config: Any, data_args: Any) -> str:
+    """The card's paragraph on the cross-encoder, merged LoRA adapters and distillation ("" for none of them)."""
+    notes = []
+    if getattr(config, "cross_encoder", False):
+        notes.append("It is a joint cross-encoder, not a dual tower: the encoder reads one sequence per battle "
+                     "(prompt, answer A, answer B, with `User:` / `Response A:` / `Response B:` markers; the last exchange "
+                     "always keeps all three parts) in both orders, and the probabilities are the average of both "
+                     "orders', so swapping A and B swaps P(A) and P(B) exactly.")
+    lora = getattr(config, "lora", None)
+    if lora:
+        targets = lora["target_modules"]
+        notes.append(f"The encoder was fine-tuned with LoRA (r={lora['r']}, alpha={lora['alpha']:g}, dropout "
+                     f"{lora['dropout']:g}, on {targets if isinstance(targets, str) else ', '.join(targets)}); the "
+                     f"adapters were {'merged into' if lora.get('merged') else 'NOT merged into'} the saved weights, "
+                     "so loading needs neither peft nor adapter files.")
+    if getattr(data_args, "teacher_file", None):
+        notes.append(f"Distilled: trained on soft targets, (1 - w) x vote + w x the teacher's probabilities from "
+                     f"`{Path(data_args.teacher_file).name}` (w = {data_args.distill_weight:g}).")
+    return "\n" + " ".join(notes) + "\n" if notes else ""
+
+
 def model_card(model_args: Any, data_args: Any, training_args: Any, config: Any, metrics: dict[str, float]):
     """A `huggingface_hub.ModelCard`: YAML metadata (library_name, pipeline_tag, tags, datasets, base_model,
     model-index with the evaluation results) and a body that says how to load the model and what it cannot do."""
@@ -141,6 +167,8 @@ def model_card(model_args: Any, data_args: Any, training_args: Any, config: Any,
     eval_split = "validation" if data_args.validation_file or dataset else "held-out by prompt"
     trained = ("the head only, on pooled towers of the frozen encoder" if model_args.freeze_encoder
                else "the whole encoder and the head")
+    if getattr(config, "lora", None):
+        trained = "LoRA adapters on the encoder (merged into its weights) and the head"
     results = [
         EvalResult(task_type="text-classification", task_name="Human preference (A / B / tie)",
                    dataset_type=dataset or "arena-battles", dataset_name=eval_source,
@@ -171,7 +199,7 @@ P(winner_model_b), P(winner_tie). A dual-tower model: one shared encoder (`{mode
 {config.encoder_config.model_type}) reads (prompt + response A) and (prompt + response B), up to
 {config.max_length} tokens each (`{config.truncation}` truncation); head: {head}; style features:
 {config.style_features}. Trained with `train.py` of the arena-preference project.
-
+{llm_notes(config, data_args)}
 ## Evaluation
 
 On `{eval_source}` ({metrics.get('eval_samples', '?')} battles, {eval_split}); log loss is the Kaggle LMSYS
