@@ -33,6 +33,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -56,7 +57,7 @@ DATA_DIR = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = DATA_DIR / "arena_dev.csv"
 EXTRA_DATA = DATA_DIR / "extra_hh_rlhf_harmless_dev.csv"
 METRIC_PATH = ROOT / "metrics" / "arena_metrics"
-CACHE = Path.home() / ".cache" / "arena-quality"
+CACHE = Path(os.environ.get("ARENA_QUALITY_CACHE", Path.home() / ".cache" / "arena-quality"))
 FEATURES_VERSION = "1"  # bump when encoder_features changes what it stores
 SOURCES = {1: "Arena", 2: "MT-Bench", 3: "Auto-J", 4: "PandaLM"}
 ENCODER, MAX_LENGTH, TRUNCATION = "embedded:minilm-l6", 512, "latest_turns"
@@ -182,6 +183,113 @@ def encoder_features(data, encoder, tokenizer, name: str) -> dict[str, np.ndarra
                 print(f"{name}: {start}/{len(towers)} towers, {time.time() - t0:.0f} s", flush=True)
     np.savez(path, **out)
     return out
+
+
+
+def relevance_embeddings(data, encoder, tokenizer, name: str) -> dict[str, np.ndarray]:
+    """Each battle's `encoding_arena.RELEVANCE_TEXTS` (whole prompt, whole answers, last user turn, last answers),
+    each encoded on its own as `encoding_arena.encode_relevance` tokenizes them: `rel_last` `(N, 6, H)` the
+    last layer's mask mean (what a sentence-transformers user computes), `rel_mean3` `(N, 6, H)` the mean of the
+    last 3 layers' mask means (the towers' pooling). The last-turn slots of single-turn battles are copies of the
+    whole-text slots, as in `ArenaModel.encode_relevance`. Identical token sequences are encoded once. Cached like
+    `encoder_features`."""
+    from encoding_arena import encode_relevance
+
+    content = json.dumps([list(data[k]) for k in ("id", "prompt", "response_a", "response_b")])
+    key = hashlib.sha256(repr((content, "relevance", FEATURES_VERSION, encoder.config.name_or_path)
+                              ).encode()).hexdigest()[:16]
+    path = CACHE / f"{name}-relevance-{key}.npz"
+    if path.exists():
+        return dict(np.load(path))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    slots = encode_relevance(data["prompt"], data["response_a"], data["response_b"], tokenizer)["relevance_ids"]
+    unique = sorted({tuple(seq) for battle in slots for seq in battle if seq}, key=len)
+    hidden = encoder.config.hidden_size
+    last, mean3 = np.zeros((len(unique), hidden), np.float32), np.zeros((len(unique), hidden), np.float32)
+    encoder.eval()
+    t0 = time.time()
+    with torch.inference_mode():
+        for start in range(0, len(unique), 32):
+            batch = unique[start : start + 32]
+            ids = torch.zeros((len(batch), len(batch[-1])), dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, seq in enumerate(batch):
+                ids[row, : len(seq)], mask[row, : len(seq)] = torch.tensor(seq), 1
+            states = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            last[start : start + len(batch)] = _masked_mean(states[-1], mask).numpy()
+            mean3[start : start + len(batch)] = _masked_mean(torch.stack(states[-3:]).mean(0), mask).numpy()
+            if start % 3200 == 0:
+                print(f"{name} relevance: {start}/{len(unique)} texts, {time.time() - t0:.0f} s", flush=True)
+    row_of = {seq: i for i, seq in enumerate(unique)}
+    index = np.array([[row_of[tuple(seq if seq else battle[k - 3])] for k, seq in enumerate(battle)]
+                      for battle in slots])
+    out = {"rel_last": last[index], "rel_mean3": mean3[index]}
+    np.savez(path, **out)
+    return out
+
+
+
+# ---------------------------------------------------------------------------------------------- off-topic pairs
+OFFTOPIC_KINDS = ("random", "nearest")
+OFFTOPIC_PAIRS = 600  # prompts per kind: +-1.2 points of accuracy at 90%
+
+
+def _answer_side(data, i: int) -> str | None:
+    """The answer of battle i that stands for "the answer to this prompt": the winner's, else A's; the other one
+    where it is empty; None where both are."""
+    label = int(data["label"][i])
+    order = ("b", "a") if label == 1 else ("a", "b")
+    for side in order:
+        if any(turn.strip() for turn in data[f"response_{side}"][i]):
+            return side
+    return None
+
+
+def offtopic_pairs(data, groups: list[str], folds: list[tuple[np.ndarray, np.ndarray]], prompt_vectors: np.ndarray,
+                   kind: str, limit: int = OFFTOPIC_PAIRS, seed: int = 0) -> list[tuple[int, str, int, str, int]]:
+    """Label-free content checks from held-out prompts: `(i, side, j, side_j, fold)` = battle i's prompt with its
+    own answer (`_answer_side`) against the answer of battle j, j from ANOTHER prompt of the same validation fold
+    (so neither prompt was seen in training) with as many turns: a random one ("random") or the one whose whole
+    prompt is closest by cosine of `prompt_vectors` `(N, H)` ("nearest": the hard case, often a paraphrase of the
+    same task). One battle per prompt (its first), `limit` prompts drawn at random (seeded)."""
+    rng = np.random.default_rng(seed)
+    unit = prompt_vectors / np.maximum(np.linalg.norm(prompt_vectors, axis=1, keepdims=True), 1e-8)
+    turns = np.array([len(p) for p in data["prompt"]])
+    pairs = []
+    for fold, (_, rows) in enumerate(folds):
+        first: dict[str, int] = {}
+        for i in rows:
+            if groups[i] not in first and _answer_side(data, int(i)) is not None:
+                first[groups[i]] = int(i)
+        reps = np.array(sorted(first.values()))
+        for i in reps:
+            side = _answer_side(data, i)
+            answer = data[f"response_{side}"][i]
+            candidates = [j for j in reps if j != i and turns[j] == turns[i]
+                          and data[f"response_{_answer_side(data, j)}"][j] != answer]
+            if not candidates:
+                continue
+            if kind == "random":
+                j = int(rng.choice(candidates))
+            else:
+                j = int(max(candidates, key=lambda c: float(unit[c] @ unit[i])))
+            pairs.append((int(i), side, j, _answer_side(data, j), fold))
+    keep = np.sort(rng.choice(len(pairs), size=min(limit, len(pairs)), replace=False))
+    return [pairs[k] for k in keep]
+
+
+def offtopic_dataset(data, pairs: list[tuple[int, str, int, str, int]]):
+    """The off-topic battles as a dataset in the arena schema: prompt i, response_a = its own answer, response_b =
+    the other prompt's answer, label 0 (A)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({
+        "id": [int(data["id"][i]) for i, *_ in pairs],
+        "prompt": [data["prompt"][i] for i, *_ in pairs],
+        "response_a": [data[f"response_{s}"][i] for i, s, *_ in pairs],
+        "response_b": [data[f"response_{t}"][j] for _, _, j, t, _ in pairs],
+        "label": [0] * len(pairs),
+    })
 
 
 def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
