@@ -95,6 +95,17 @@ class ArenaConfig(PretrainedConfig):
             `head="classify"`.
         lora (`dict`, *optional*): what LoRA adapters were trained and merged into the encoder's weights before
             saving (`r`, `alpha`, `dropout`, `target_modules`); a record for people, the weights are plain.
+        relevance (`bool`, *optional*, defaults to `False`): with the classify head, content terms from the prompt
+            and each answer encoded on their own (`encoding_arena.encode_relevance`): the cosine of the prompt and
+            the answer, and of the last user turn and the last answer, plus `encoding_arena.ANSWER_FLAGS` (empty,
+            cut off, repeating), per side, entering the A, B and tie logits symmetrically
+            (`modeling_arena.ArenaRelevanceTerms`). They are content, not style: they stay in `content_logits`.
+        relevance_max_length (`int`, *optional*, defaults to 256): token budget of each text the relevance terms
+            encode.
+        content_pairs_weight (`float`, *optional*, defaults to 0.0): training only. Weight of the label-free content
+            pairs (`modeling_arena.content_pair_loss`: an answer beats an answer to another prompt of the batch,
+            random and nearest, and beats its own empty, cut-off and repeated versions) added to the vote loss;
+            0 turns them off.
 
     Example:
 
@@ -126,6 +137,9 @@ class ArenaConfig(PretrainedConfig):
     tokenizer_fingerprint: str | None = None
     cross_encoder: bool = False
     lora: dict | None = None
+    relevance: bool = False
+    relevance_max_length: int = 256
+    content_pairs_weight: float | int = 0.0
 
     def __post_init__(self, **kwargs: Any) -> None:
         if isinstance(self.encoder_config, dict) and "model_type" not in self.encoder_config:

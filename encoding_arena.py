@@ -443,6 +443,95 @@ def encode_joint_battles(
     return out
 
 
+# ------------------------------------------------------------------------------------ relevance (content) inputs
+# The texts each battle's relevance terms read, each encoded ON ITS OWN (not inside a tower): the whole prompt and
+# each whole answer, then the last user turn and each last answer. A frozen sentence encoder's cosine of two texts
+# encoded apart says "is this an answer to that", which the towers' mean pools blur.
+RELEVANCE_TEXTS = ("prompt", "response_a", "response_b", "last_prompt", "last_response_a", "last_response_b")
+# Token budget of each relevance text (special tokens included): MiniLM's sentence-embedding training length.
+RELEVANCE_MAX_LENGTH = 256
+
+
+def relevance_texts(prompt: Sequence[str], response_a: Sequence[str], response_b: Sequence[str]) -> list[str]:
+    """The six `RELEVANCE_TEXTS` of one battle (lists of turns): turns joined by blank lines, then the last turns.
+    For a single-turn battle the last three are "" (the same as the first three: the model does not encode them
+    twice, see `ArenaModel.encode_relevance`)."""
+    whole = ["\n\n".join(turns) for turns in (prompt, response_a, response_b)]
+    last = [turns[-1] if turns else "" for turns in (prompt, response_a, response_b)] if len(prompt) > 1 else [""] * 3
+    return whole + last
+
+
+# Per-answer signals of a broken answer, in the content view beside relevance: no answer at all, an answer that
+# stops mid-sentence, an answer that repeats itself (the label-free training pairs teach that these lose).
+ANSWER_FLAGS = ("is_empty", "is_cut_off", "repetition")
+_CUT_OFF_END = re.compile(r"[A-Za-z0-9,;]$")
+_REPEAT_NGRAM = 6
+
+
+def answer_flags(turns: Sequence[str]) -> list[float]:
+    """`ANSWER_FLAGS` of one answer (its turns): 1.0 when every turn is blank; 1.0 when the last turn's last line
+    is a sentence in progress (5+ words ending in a letter, digit, comma or semicolon, outside a code block);
+    the share of its word 6-grams that repeat an earlier one (0 below 12 words; ~0.5 for an answer said twice)."""
+    empty = not any(turn.strip() for turn in turns)
+    last = turns[-1].strip() if turns else ""
+    tail = last.rsplit("\n", 1)[-1].strip()
+    in_code = last.count("```") % 2 == 1
+    cut = bool(_CUT_OFF_END.search(tail)) and len(tail.split()) >= 5 and not in_code
+    words = "\n".join(turns).split()
+    grams = [tuple(words[i : i + _REPEAT_NGRAM]) for i in range(len(words) - _REPEAT_NGRAM + 1)]
+    repetition = 1 - len(set(grams)) / len(grams) if len(words) >= 12 else 0.0
+    return [float(empty), float(cut and not empty), float(repetition)]
+
+
+def encode_relevance(
+    prompt: Sequence[Any],
+    response_a: Sequence[Any],
+    response_b: Sequence[Any],
+    tokenizer: Any,
+    max_length: int = RELEVANCE_MAX_LENGTH,
+) -> dict[str, list]:
+    """Inputs of the relevance terms, per battle (the one place that builds them, for training, the pipeline and
+    the studies): `prompt_ids`, `answer_ids_a`, `answer_ids_b`: each `[whole ids, last-turn ids]`, the
+    `RELEVANCE_TEXTS` each truncated to `max_length` from its end (the start of an answer says what it answers);
+    the last-turn entry of a single-turn battle is `[]` (not encoded: the model copies the whole text's vector).
+    `answer_flags_a`, `answer_flags_b`: `answer_flags` of each answer. An empty answer still gets its special
+    tokens: it is encoded, and its cosine with the prompt is what an empty text earns."""
+    if not (len(prompt) == len(response_a) == len(response_b)):
+        raise ValueError("prompt, response_a and response_b must hold the same number of battles")
+    texts: list[str] = []
+    skip: list[bool] = []  # the last-turn slots of single-turn battles
+    flags: list[list[list[float]]] = []
+    for i, (p, a, b) in enumerate(zip(prompt, response_a, response_b)):
+        try:
+            turns = list(normalise_battle(dict(zip(BATTLE_KEYS, (p, a, b)))).values())
+        except ValueError as err:
+            raise ValueError(f"battle {i}: {err}") from None
+        texts.extend(relevance_texts(*turns))
+        skip.extend([False] * 3 + [len(turns[0]) <= 1] * 3)
+        flags.append([answer_flags(turns[1]), answer_flags(turns[2])])
+    ids = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+    ids = [[] if empty else list(seq) for seq, empty in zip(ids, skip)]
+    out: dict[str, list] = {"prompt_ids": [], "answer_ids_a": [], "answer_ids_b": [], "answer_flags_a": [],
+                            "answer_flags_b": []}
+    for n in range(len(flags)):
+        slots = ids[6 * n : 6 * n + 6]  # RELEVANCE_TEXTS order: whole p, a, b, then last p, a, b
+        for k, key in enumerate(("prompt_ids", "answer_ids_a", "answer_ids_b")):
+            out[key].append([slots[k], slots[k + 3]])
+        out["answer_flags_a"].append(flags[n][0])
+        out["answer_flags_b"].append(flags[n][1])
+    return out
+
+
+def with_relevance(encoded: dict[str, list], prompt: Sequence[Any], response_a: Sequence[Any],
+                   response_b: Sequence[Any], tokenizer: Any, config: Any) -> dict[str, list]:
+    """`encoded` (from `encode_battles`) plus the relevance inputs (`encode_relevance`) when the model has relevance
+    terms (`config.relevance`); `encoded` itself otherwise."""
+    if not getattr(config, "relevance", False):
+        return encoded
+    return encoded | encode_relevance(prompt, response_a, response_b, tokenizer,
+                                      getattr(config, "relevance_max_length", RELEVANCE_MAX_LENGTH))
+
+
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """sha256 of the tokenizer's vocabulary: saved in config.json (`tokenizer_fingerprint`) so that a model is never
     served with another tokenizer than the one it was trained with (a deleted tokenizer.json makes transformers
@@ -494,6 +583,7 @@ class ArenaCollator:
                 batch[f"attention_mask_{side}"] = mask
             if features[0].get(f"style_{side}") is not None:
                 batch[f"style_{side}"] = torch.tensor([f[f"style_{side}"] for f in features], dtype=torch.float32)
+        batch.update(collate_relevance(features, self.pad_token_id))
         labels = [f.get("labels", f.get("label")) for f in features]
         if all(label is not None for label in labels):
             soft = isinstance(labels[0], (list, tuple)) or (torch.is_tensor(labels[0]) and labels[0].ndim == 1)
@@ -501,8 +591,48 @@ class ArenaCollator:
         return batch
 
 
+RELEVANCE_SIDES = ("prompt", "answer_a", "answer_b")
+
+
+def _relevance_key(side: str, what: str) -> str:
+    """"prompt", "ids" -> "prompt_ids"; "answer_a", "ids" -> "answer_ids_a" (A/B last, as the towers' keys)."""
+    return f"prompt_{what}" if side == "prompt" else f"answer_{what}_{side[-1]}"
+
+
+def collate_relevance(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """The relevance inputs of a batch of B battles (`encode_relevance`), where present: `prompt_input_ids`,
+    `answer_input_ids_a`, `answer_input_ids_b` and their `*_attention_mask` `(B, 2, L)` (whole text, last turn;
+    all three padded to one length L, so that A and B can be exchanged; an all-zero mask row is a slot not to
+    encode), or, from a frozen encoder's cache, `prompt_pooled`, `answer_pooled_a`, `answer_pooled_b` `(B, 2, H)`;
+    and `answer_flags_a`, `answer_flags_b` `(B, len(ANSWER_FLAGS))`."""
+    first, batch = features[0], {}
+    if "prompt_pooled" in first:
+        for side in RELEVANCE_SIDES:
+            key = _relevance_key(side, "pooled")
+            batch[key] = torch.stack([torch.as_tensor(f[key], dtype=torch.float32) for f in features])
+    elif "prompt_ids" in first:
+        length = max(1, max(len(seq) for f in features for side in RELEVANCE_SIDES
+                            for seq in f[_relevance_key(side, "ids")]))
+        for side in RELEVANCE_SIDES:
+            ids = torch.full((len(features), 2, length), pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(features), 2, length), dtype=torch.long)
+            for row, f in enumerate(features):
+                for slot, seq in enumerate(f[_relevance_key(side, "ids")]):
+                    ids[row, slot, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+                    mask[row, slot, : len(seq)] = 1
+            batch[_relevance_key(side, "input_ids")] = ids
+            batch[_relevance_key(side, "attention_mask")] = mask
+    for side in ("a", "b"):
+        if first.get(f"answer_flags_{side}") is not None:
+            batch[f"answer_flags_{side}"] = torch.tensor([f[f"answer_flags_{side}"] for f in features],
+                                                         dtype=torch.float32)
+    return batch
+
+
 __all__ = [
     "BATTLE_KEYS", "ArenaCollator", "BattleFieldError", "JOINT_MARKERS", "STYLE_FEATURES", "as_turns", "encode_battle",
     "encode_battles", "encode_joint_battles",
     "check_tokenizer", "loads_json", "normalise_battle", "style_features", "tokenize_within", "tokenizer_fingerprint",
+    "ANSWER_FLAGS", "RELEVANCE_MAX_LENGTH", "RELEVANCE_TEXTS", "answer_flags", "encode_relevance", "relevance_texts",
+    "with_relevance", "collate_relevance", "RELEVANCE_SIDES",
 ]

@@ -17,10 +17,10 @@ from transformers.utils import ModelOutput
 
 try:  # loaded as remote code (a package made of the saved directory)
     from .configuration_arena import ArenaConfig
-    from .encoding_arena import STYLE_FEATURES
+    from .encoding_arena import ANSWER_FLAGS, STYLE_FEATURES
 except ImportError:  # imported from the project checkout / installed distribution
     from configuration_arena import ArenaConfig
-    from encoding_arena import STYLE_FEATURES
+    from encoding_arena import ANSWER_FLAGS, STYLE_FEATURES
 
 
 # Hidden layers a fresh model averages before pooling: lower layers keep surface detail that the last layer of a
@@ -179,6 +179,82 @@ class ArenaClassifyHead(nn.Module):
         b_term = self.style(torch.cat([-x, signals_b, signals_a], -1))
         tie = self.style_tie(torch.cat([x.abs(), signals_a + signals_b], -1))
         return torch.cat([a_term, b_term, tie], -1)
+
+
+class ArenaRelevanceTerms(nn.Module):
+    """Content terms from the prompt and each answer encoded on their own, symmetric in A and B.
+
+    Per side, `features` gives r = [cos(prompt, answer), cos(last user turn, last answer), *ANSWER_FLAGS]; then
+
+        A = k.r_a      B = k.r_b      tie = q.|r_a - r_b|
+
+    so the A - B gap is k.(r_a - r_b), antisymmetric, e.g. k_1 (cos(p, a) - cos(p, b)). Swapping A and B swaps the A
+    and B terms and keeps the tie term. These are content terms: they stay in `content_logits`.
+    """
+
+    def __init__(self, n_features: int = 2 + len(ANSWER_FLAGS)) -> None:
+        super().__init__()
+        self.side = nn.Linear(n_features, 1, bias=False)
+        self.tie = nn.Linear(n_features, 1, bias=False)
+
+    @staticmethod
+    def features(prompt: torch.Tensor, answer: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+        """`(B, 2, H)` prompt and answer vectors (whole text, last turn) and `(B, F)` answer flags -> `(B, 2 + F)`."""
+        cosines = F.cosine_similarity(prompt.float(), answer.float(), dim=-1, eps=1e-6)
+        return torch.cat([cosines, flags.to(cosines.dtype)], -1)
+
+    def forward(self, features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+        """`(B, R)` features of each side -> `(B, 3)` terms of the A, B and tie logits."""
+        return torch.cat([self.side(features_a), self.side(features_b), self.tie((features_a - features_b).abs())],
+                         -1)
+
+
+# Prompts at least this close (cosine of their whole-prompt vectors) count as the same question: their answers are
+# not "an answer to another prompt" (repeated votes on one prompt, paraphrases).
+SAME_PROMPT_COSINE = 0.95
+# The repetition flag of an answer said twice (`encoding_arena.answer_flags`).
+REPEATED_ANSWER = 0.5
+
+
+def content_pair_loss(terms: ArenaRelevanceTerms, prompt: torch.Tensor, answer_a: torch.Tensor,
+                      answer_b: torch.Tensor, flags_a: torch.Tensor, flags_b: torch.Tensor,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Label-free content pairs made from a batch of B battles, as a mean logistic loss (the on-topic answer wins):
+
+    each non-empty answer (A and B of every battle) against
+      - the answer of a random other battle of the batch whose prompt is another question (cosine of the prompt
+        vectors below `SAME_PROMPT_COSINE`), and against the one whose prompt is closest (the hard case);
+      - itself emptied, cut off mid-sentence and said twice: the same vectors with the flag raised (the flags are
+        what `encoding_arena.answer_flags` gives such answers), so only the flags' weights can tell them apart.
+    Scored by the relevance terms alone, the towers held equal: the tower and style terms cancel in such a pair,
+    and the tie logit stays out (these pairs have no tie). `prompt`, `answer_a/b`: `(B, 2, H)`; flags `(B, F)`.
+    """
+    batch = prompt.shape[0]
+    unit = F.normalize(prompt[:, 0].float(), dim=-1)
+    similarity = unit @ unit.T
+    other_question = similarity < SAME_PROMPT_COSINE
+    other_question.fill_diagonal_(False)
+    answers, flags = torch.stack([answer_a, answer_b]), torch.stack([flags_a, flags_b])  # (2, B, 2, H), (2, B, F)
+    gaps = []
+    for side in range(2):
+        real = ArenaRelevanceTerms.features(prompt, answers[side], flags[side])
+        usable = flags[side][:, ANSWER_FLAGS.index("is_empty")] < 0.5
+        draws = torch.rand(batch, batch, generator=generator, device=prompt.device)
+        for score in (draws, similarity):
+            partner = score.masked_fill(~other_question, -2.0).argmax(-1)
+            other_side = torch.randint(0, 2, (batch,), generator=generator, device=prompt.device)
+            off_topic = ArenaRelevanceTerms.features(prompt, answers[other_side, partner], flags[other_side, partner])
+            keep = usable & other_question.any(-1)
+            gaps.append((terms.side(real) - terms.side(off_topic)).squeeze(-1)[keep])
+        columns = torch.arange(real.shape[1], device=real.device)
+        for flag, value in (("is_empty", 1.0), ("is_cut_off", 1.0), ("repetition", REPEATED_ANSWER)):
+            column = 2 + ANSWER_FLAGS.index(flag)
+            # out of place: `real` carries the encoder's gradient when it is fine-tuned
+            broken = torch.where(columns >= 2, 0.0, real) if flag == "is_empty" else real
+            broken = torch.where(columns == column, broken.clamp(min=value), broken)
+            gaps.append((terms.side(real) - terms.side(broken)).squeeze(-1)[usable & (real[:, column] < value)])
+    gap = torch.cat(gaps)
+    return F.softplus(-gap).mean() if gap.numel() else prompt.new_zeros(())
 
 
 class ArenaRankHead(nn.Module):
@@ -415,6 +491,9 @@ class ArenaPreTrainedModel(PreTrainedModel):
                     nn.init.zeros_(param)
             if getattr(module, "joint_head", None) is not None:
                 module.joint_head.reset_parameters()
+        if isinstance(module, ArenaRelevanceTerms):  # no relevance effect until trained, as the style terms
+            nn.init.zeros_(module.side.weight)
+            nn.init.zeros_(module.tie.weight)
 
 
 class ArenaModel(ArenaPreTrainedModel):
@@ -459,6 +538,12 @@ class ArenaModel(ArenaPreTrainedModel):
             # The cross-encoder's own head replaces the dual tower's (see ArenaJointHead).
             self.classifier = None
             self.joint_head = ArenaJointHead(hidden, n_style)
+        self.relevance_terms = None
+        if getattr(config, "relevance", False):
+            if config.head != "classify" or getattr(config, "cross_encoder", False):
+                raise ValueError("ArenaConfig: relevance terms are terms of the dual tower's classify head; the rank "
+                                 "head and the cross-encoder have none")
+            self.relevance_terms = ArenaRelevanceTerms()
         self.post_init()
         # transformers 5 initialises weights in from_config/from_pretrained, not in __init__; a plain
         # ArenaModel(config) must get the seed's head init too (a no-op inside from_pretrained's no-init context).
@@ -531,6 +616,17 @@ class ArenaModel(ArenaPreTrainedModel):
         pooled_a: torch.Tensor | None = None,
         pooled_b: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        prompt_input_ids: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        answer_input_ids_a: torch.Tensor | None = None,
+        answer_attention_mask_a: torch.Tensor | None = None,
+        answer_input_ids_b: torch.Tensor | None = None,
+        answer_attention_mask_b: torch.Tensor | None = None,
+        prompt_pooled: torch.Tensor | None = None,
+        answer_pooled_a: torch.Tensor | None = None,
+        answer_pooled_b: torch.Tensor | None = None,
+        answer_flags_a: torch.Tensor | None = None,
+        answer_flags_b: torch.Tensor | None = None,
     ) -> ArenaOutput | tuple:
         r"""
         Args:
@@ -544,6 +640,13 @@ class ArenaModel(ArenaPreTrainedModel):
             pooled_a, pooled_b (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, *optional*): the towers'
                 pooled embeddings (`encode()`), computed beforehand, instead of the token ids: how a head is trained
                 on a frozen encoder (`pooled_towers.embed_towers`) without running the encoder every epoch.
+            prompt_input_ids, answer_input_ids_a, answer_input_ids_b and their `*_attention_mask`
+                (`torch.LongTensor` of shape `(batch_size, 2, len)`, *optional*): with `config.relevance`, the
+                prompt and each answer on their own (whole text, last turn; `encoding_arena.encode_relevance`,
+                collated by `ArenaCollator`). Or `prompt_pooled`, `answer_pooled_a`, `answer_pooled_b`
+                (`(batch_size, 2, hidden_size)`): their vectors from `encode_relevance()`, computed beforehand.
+            answer_flags_a, answer_flags_b (`torch.FloatTensor` of shape `(batch_size, len(ANSWER_FLAGS))`,
+                *optional*): with `config.relevance`, `encoding_arena.answer_flags` of each answer.
         """
         if pooled_a is not None or pooled_b is not None:
             if pooled_a is None or pooled_b is None or input_ids_a is not None or input_ids_b is not None:
@@ -553,13 +656,57 @@ class ArenaModel(ArenaPreTrainedModel):
                              "(or pooled_a and pooled_b)")
         else:
             pooled_a, pooled_b = self.encode_towers(input_ids_a, attention_mask_a, input_ids_b, attention_mask_b)
+        relevance = vectors = None
+        if self.relevance_terms is not None:
+            vectors = self._relevance_inputs(prompt_input_ids, prompt_attention_mask, answer_input_ids_a,
+                                             answer_attention_mask_a, answer_input_ids_b, answer_attention_mask_b,
+                                             prompt_pooled, answer_pooled_a, answer_pooled_b, answer_flags_a,
+                                             answer_flags_b)
+            relevance = self.relevance_terms(ArenaRelevanceTerms.features(vectors[0], vectors[1], vectors[3]),
+                                             ArenaRelevanceTerms.features(vectors[0], vectors[2], vectors[4]))
         logits, rewards, content_logits = self.compare(self.dropout(pooled_a), self.dropout(pooled_b), style_a,
-                                                       style_b)
+                                                       style_b, relevance=relevance)
 
         loss = None if labels is None else self.loss(logits, labels, rewards)
+        weight = getattr(self.config, "content_pairs_weight", 0.0)
+        if loss is not None and vectors is not None and self.training and weight > 0:
+            loss = loss + weight * content_pair_loss(self.relevance_terms, *vectors)
         if return_dict is False:
             return tuple(v for v in (loss, logits, rewards, content_logits) if v is not None)
         return ArenaOutput(loss=loss, logits=logits, rewards=rewards, content_logits=content_logits)
+
+    def encode_relevance(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`(B, 2, L)` texts encoded on their own (whole, last turn; a slot with an all-zero mask is not encoded and
+        takes the whole text's vector: a single-turn battle's last turn is its whole text) -> `(B, 2, H)` pooled
+        as the towers are (`encode`)."""
+        batch, slots, length = input_ids.shape
+        flat_ids, flat_mask = input_ids.reshape(-1, length), attention_mask.reshape(-1, length)
+        used = flat_mask.any(-1)
+        hidden = self.config.encoder_config.hidden_size
+        out = torch.zeros((flat_ids.shape[0], hidden), device=input_ids.device)
+        if bool(used.any()):
+            out[used] = self.encode(*_trim(flat_ids[used], flat_mask[used])).float()
+        out = out.reshape(batch, slots, hidden)
+        last_given = attention_mask[:, 1].any(-1, keepdim=True)
+        return torch.stack([out[:, 0], torch.where(last_given, out[:, 1], out[:, 0])], 1)
+
+    def _relevance_inputs(self, prompt_ids, prompt_mask, ids_a, mask_a, ids_b, mask_b, prompt_pooled, pooled_a,
+                          pooled_b, flags_a, flags_b) -> tuple[torch.Tensor, ...]:
+        """(prompt, answer A, answer B) vectors `(B, 2, H)` and the flags `(B, F)` of A and B, from the token ids
+        (encoded here) or from vectors computed beforehand."""
+        if flags_a is None or flags_b is None:
+            raise ValueError("answer_flags_a and answer_flags_b are required: this model has relevance terms "
+                             "(config.relevance=True); build inputs with encoding_arena.encode_relevance")
+        if prompt_pooled is not None and pooled_a is not None and pooled_b is not None:
+            return prompt_pooled, pooled_a, pooled_b, flags_a, flags_b
+        if any(x is None for x in (prompt_ids, prompt_mask, ids_a, mask_a, ids_b, mask_b)):
+            raise ValueError("this model has relevance terms (config.relevance=True): give prompt_input_ids, "
+                             "answer_input_ids_a/b and their attention masks (encoding_arena.encode_relevance), or "
+                             "prompt_pooled and answer_pooled_a/b")
+        # one encoder call for the three texts: they share one padded length (ArenaCollator)
+        vectors = self.encode_relevance(torch.cat([prompt_ids, ids_a, ids_b]), torch.cat([prompt_mask, mask_a, mask_b]))
+        prompt, answer_a, answer_b = vectors.split(prompt_ids.shape[0])
+        return prompt, answer_a, answer_b, flags_a, flags_b
 
     def encode_towers(
         self,
@@ -582,6 +729,7 @@ class ArenaModel(ArenaPreTrainedModel):
         pooled_b: torch.Tensor,
         style_a: torch.Tensor | None = None,
         style_b: torch.Tensor | None = None,
+        relevance: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The head: `(B, H)` pooled towers (and `(B, F)` style features) -> `(B, 3)` logits, `(B, 2)` rewards with
         the rank head (else None) and `(B, 3)` content logits (the logits without the style terms; the logits
@@ -604,6 +752,8 @@ class ArenaModel(ArenaPreTrainedModel):
             logits, content, rewards = self.ranker(pooled_a, pooled_b, style_a, style_b)
         if content is None:
             content = logits
+        if relevance is not None:  # `(B, 3)` relevance terms: content, in both views
+            logits, content = logits + relevance.to(logits.dtype), content + relevance.to(content.dtype)
         temperature = self.config.temperature
         return logits.float() / temperature, rewards, content.float() / temperature
 
@@ -644,7 +794,7 @@ except ImportError:
     from pipeline_arena import ArenaPreferencePipeline  # noqa: F401, E402
 
 __all__ = [
-    "ArenaClassifyHead", "ArenaModel", "ArenaRankHead", "ArenaOutput", "ArenaPreTrainedModel", "ModelFilesError", "check_model_files",
+    "ArenaClassifyHead", "ArenaRelevanceTerms", "content_pair_loss", "ArenaModel", "ArenaRankHead", "ArenaOutput", "ArenaPreTrainedModel", "ModelFilesError", "check_model_files",
     "davidson_logits",
     "normalised_differences", "pool",
     "ArenaJointHead", "last_token", "mask_positions",

@@ -21,12 +21,12 @@ from transformers.pipelines import PIPELINE_REGISTRY
 try:  # loaded as remote code (a package made of the saved directory)
     from .configuration_arena import check_max_length
     from .encoding_arena import (BATTLE_KEYS, ArenaCollator, check_tokenizer, encode_battle, encode_battles,
-                                 normalise_battle)
+                                 normalise_battle, with_relevance)
     from .precision_arena import prepare_for
 except ImportError:  # imported from the project checkout / installed distribution
     from configuration_arena import check_max_length
     from encoding_arena import (BATTLE_KEYS, ArenaCollator, check_tokenizer, encode_battle, encode_battles,
-                                normalise_battle)
+                                normalise_battle, with_relevance)
     from precision_arena import prepare_for
 # A stream is read in windows of this many batches; each window is sorted by length, run, and put back in input
 # order. Bigger windows pad less but hold more battles in memory (the window is all a stream ever holds).
@@ -143,8 +143,10 @@ class ArenaPreferencePipeline(Pipeline):
         self, battle: Mapping[str, Any], max_length: int | None = None, truncation: str | None = None
     ) -> dict[str, torch.Tensor]:
         """One battle -> a batch of one: `input_ids_a/b`, `attention_mask_a/b` `(1, L)`, `style_a/b` `(1, F)`."""
-        features = encode_battle(_normalised(battle, 0), self.tokenizer, *self._encoding(max_length, truncation),
-                                 **self._joint())
+        battle = _normalised(battle, 0)
+        features = encode_battle(battle, self.tokenizer, *self._encoding(max_length, truncation), **self._joint())
+        features |= {key: value[0] for key, value in with_relevance(
+            {}, *([battle[k]] for k in BATTLE_KEYS), self.tokenizer, self.model.config).items()}
         return self._collate([features])
 
     def _forward(
@@ -264,8 +266,9 @@ class ArenaPreferencePipeline(Pipeline):
 
     def _encode_window(self, window: list, start: int, max_length: int, truncation: str) -> list[dict[str, Any]]:
         battles = [_normalised(battle, start + i) for i, battle in enumerate(window)]
-        enc = encode_battles(*([b[k] for b in battles] for k in BATTLE_KEYS), self.tokenizer, max_length, truncation,
-                             **self._joint())
+        columns = [[b[k] for b in battles] for k in BATTLE_KEYS]
+        enc = encode_battles(*columns, self.tokenizer, max_length, truncation, **self._joint())
+        enc = with_relevance(enc, *columns, self.tokenizer, self.model.config)
         return [{key: values[i] for key, values in enc.items()} for i in range(len(window))]
 
     # ------------------------------------------------------------------------------------------------------ helpers
@@ -361,6 +364,9 @@ def _stack_with_swapped(inputs: dict[str, torch.Tensor], pad_token_id: int) -> d
         padded[key] = value
     stacked = {}
     for key, value in padded.items():
+        if key[-2:] not in ("_a", "_b"):  # shared by both sides (the relevance terms' prompt)
+            stacked[key] = torch.cat([value, value])
+            continue
         other = key[:-1] + ("b" if key.endswith("a") else "a")
         stacked[key] = torch.cat([value, padded[other]])
     return stacked

@@ -26,6 +26,14 @@ TOWER_FEATURES = {
     "style_b": datasets.List(datasets.Value("float32"), length=len(STYLE_FEATURES)),
 }
 
+# What tokenize_arena adds for a model with relevance terms (encoding_arena.encode_relevance).
+RELEVANCE_FEATURES = {
+    **{key: datasets.List(datasets.List(datasets.Value("int32"))) for key in ("prompt_ids", "answer_ids_a",
+                                                                                "answer_ids_b")},
+    **{key: datasets.List(datasets.Value("float32"), length=len(encoding_arena.ANSWER_FLAGS))
+       for key in ("answer_flags_a", "answer_flags_b")},
+}
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Transforms: tokenization, A/B swap, split by prompt.
@@ -39,6 +47,7 @@ def tokenize_arena(
     truncation: str = "latest_turns",
     num_proc: int | None = None,
     cross_encoder: bool = False,
+    relevance_max_length: int | None = None,
 ) -> datasets.Dataset:
     """Add tower inputs (`input_ids_a`, `input_ids_b`: token ids, no padding; `style_a`, `style_b`: floats) and
     `length`, the longer tower's token count (what `--train_sampling_strategy group_by_length` groups by).
@@ -46,16 +55,22 @@ def tokenize_arena(
     A batched, cached `datasets.map` over `encoding_arena.encode_battles` (the one function the pipeline uses
     too); with `cross_encoder`, the joint sequences of both orders (`encoding_arena.encode_joint_battles`).
     `num_proc` splits the work over processes; a fast tokenizer already batches in Rust, so it pays only
-    for large sets on machines with spare cores. All other columns, `label` included, are kept.
+    for large sets on machines with spare cores. All other columns, `label` included, are kept. With
+    `relevance_max_length` (a model with relevance terms), also the relevance inputs
+    (`encoding_arena.encode_relevance`: `prompt_ids`, `answer_ids_a/b`, `answer_flags_a/b`).
     """
 
     def encode(batch: dict[str, list], encoder_source: str, **joint: bool) -> dict[str, list]:
         towers = encode_battles(batch["prompt"], batch["response_a"], batch["response_b"], tokenizer, max_length,
                                 truncation, **joint)
+        if relevance_max_length is not None:
+            towers |= encoding_arena.encode_relevance(batch["prompt"], batch["response_a"], batch["response_b"],
+                                                      tokenizer, relevance_max_length)
         return towers | {"length": [max(len(a), len(b)) for a, b in zip(towers["input_ids_a"],
                                                                         towers["input_ids_b"])]}
 
-    features = datasets.Features({**dataset.features, **TOWER_FEATURES, "length": datasets.Value("int32")})
+    features = datasets.Features({**dataset.features, **TOWER_FEATURES, "length": datasets.Value("int32"),
+                                  **(RELEVANCE_FEATURES if relevance_max_length is not None else {})})
     # datasets fingerprints `encode` by reference to encode_battles, not by its code: the source hash in the
     # fn_kwargs makes a changed encoding_arena.py miss the cache instead of reusing stale tower inputs.
     return dataset.map(encode, batched=True, num_proc=num_proc, features=features,
@@ -65,7 +80,8 @@ def tokenize_arena(
 
 
 _SWAPPED = {"response_a": "response_b", "model_a": "model_b", "input_ids_a": "input_ids_b", "style_a": "style_b",
-            "pooled_a": "pooled_b"}
+            "pooled_a": "pooled_b", "answer_ids_a": "answer_ids_b", "answer_pooled_a": "answer_pooled_b",
+            "answer_flags_a": "answer_flags_b"}
 
 
 def swap_battles(dataset: datasets.Dataset) -> datasets.Dataset:

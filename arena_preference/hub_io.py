@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from arena_preference.run_folder import UserError, _usual_permissions, write_atomically
+from arena_preference.run_folder import UserError, _usual_permissions
 
 logger = logging.getLogger("train")
 

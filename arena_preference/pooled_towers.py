@@ -65,11 +65,48 @@ def embed_towers(dataset: datasets.Dataset, model: Any, batch_size: int = 16, ch
     runner.eval()
     try:
         with torch.inference_mode():
-            return dataset.map(encode, batched=True, batch_size=chunk_size, new_fingerprint=fingerprint,
-                               remove_columns=["input_ids_a", "input_ids_b"],
-                               desc="Pooling towers with the frozen encoder")
+            pooled = dataset.map(encode, batched=True, batch_size=chunk_size, new_fingerprint=fingerprint,
+                                 remove_columns=["input_ids_a", "input_ids_b"],
+                                 desc="Pooling towers with the frozen encoder")
+            if "prompt_ids" in pooled.column_names:  # a model with relevance terms
+                pooled = _embed_relevance(pooled, model, runner, batch_size, chunk_size, fingerprint)
+            return pooled
     finally:
         model.train(was_training)
+
+
+def _embed_relevance(dataset: datasets.Dataset, model: Any, runner: Any, batch_size: int, chunk_size: int,
+                     fingerprint: str) -> datasets.Dataset:
+    """Replace the relevance inputs `prompt_ids`, `answer_ids_a/b` (`encoding_arena.encode_relevance`) by their
+    vectors `prompt_pooled`, `answer_pooled_a/b` (`(2, hidden_size)` float32 each, `ArenaModel.encode_relevance`),
+    in the same precision and with the same caching as the towers."""
+    from encoding_arena import collate_relevance
+
+    device = next(model.parameters()).device
+    keys = ("prompt", "a", "b")
+
+    def encode(batch: dict[str, list]) -> dict[str, np.ndarray]:
+        columns = {"prompt": batch["prompt_ids"], "a": batch["answer_ids_a"], "b": batch["answer_ids_b"]}
+        lengths = [max(len(seq) for k in keys for seq in columns[k][i]) for i in range(len(batch["prompt_ids"]))]
+        order = np.argsort(lengths, kind="stable")
+        hidden = model.config.encoder_config.hidden_size
+        out = {k: np.zeros((len(order), 2, hidden), np.float32) for k in keys}
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            inputs = collate_relevance([{"prompt_ids": columns["prompt"][i], "answer_ids_a": columns["a"][i],
+                                         "answer_ids_b": columns["b"][i]} for i in rows], model.config.pad_token_id or 0)
+            ids = torch.cat([inputs[k] for k in ("prompt_input_ids", "answer_input_ids_a", "answer_input_ids_b")])
+            mask = torch.cat([inputs[k] for k in ("prompt_attention_mask", "answer_attention_mask_a",
+                                                  "answer_attention_mask_b")])
+            vectors = runner.encode_relevance(ids.to(device), mask.to(device)).float().cpu().numpy()
+            for n, k in enumerate(keys):
+                out[k][rows] = vectors[n * len(rows) : (n + 1) * len(rows)]
+        return {"prompt_pooled": out["prompt"], "answer_pooled_a": out["a"], "answer_pooled_b": out["b"]}
+
+    return dataset.map(encode, batched=True, batch_size=chunk_size,
+                       new_fingerprint=Hasher.hash([fingerprint, "relevance"]),
+                       remove_columns=["prompt_ids", "answer_ids_a", "answer_ids_b"],
+                       desc="Pooling prompts and answers with the frozen encoder")
 
 
 __all__ = ["embed_towers"]

@@ -14,7 +14,14 @@ from arena_preference.training_arguments import DataArguments, ModelArguments
 logger = logging.getLogger("train")
 # What Trainer's batches are made of: the columns ArenaCollator reads, and `length` for length grouping.
 MODEL_COLUMNS = ("input_ids_a", "input_ids_b", "pooled_a", "pooled_b", "style_a", "style_b", "label", "labels",
-                 "length")
+                 "length", "prompt_ids", "answer_ids_a", "answer_ids_b", "prompt_pooled", "answer_pooled_a",
+                 "answer_pooled_b", "answer_flags_a", "answer_flags_b")
+
+
+# The default recipe's content terms (issue 25), chosen by grouped CV on real votes (bench/quality.py,
+# docs/quality.md): relevance terms on, and the label-free content pairs at this weight beside the votes.
+FRESH_RELEVANCE = True
+FRESH_CONTENT_PAIRS_WEIGHT = 0.5
 
 
 def model_columns(dataset: Any) -> Any:
@@ -30,6 +37,7 @@ def load_model_and_tokenizer(model_args: ModelArguments) -> tuple[Any, Any]:
     options = {k: v for k, v in options.items() if v is not None}
     if model_args.cross_encoder:
         options["cross_encoder"] = True
+    options.update(relevance_options(model_args))
     try:
         model, tokenizer = load_model(model_args.model_name_or_path, **options)
     except OSError as err:  # transformers' "not a local folder and not a valid model identifier" and kin
@@ -44,6 +52,22 @@ def load_model_and_tokenizer(model_args: ModelArguments) -> tuple[Any, Any]:
         for param in model.encoder.parameters():
             param.requires_grad = False
     return model, tokenizer
+
+
+def relevance_options(model_args: ModelArguments) -> dict[str, Any]:
+    """--relevance and --content_pairs_weight for load_model: as given; for a fresh model (an encoder, not a saved
+    arena model) the recipe's defaults where not given (`FRESH_RELEVANCE`, `FRESH_CONTENT_PAIRS_WEIGHT`); nothing
+    for a saved model (it keeps what it was trained with)."""
+    from arena_preference.model_loading import _is_arena
+
+    given = {k: getattr(model_args, k, None) for k in ("relevance", "content_pairs_weight")}
+    given = {k: v for k, v in given.items() if v is not None}
+    name = model_args.model_name_or_path
+    if name.startswith("embedded:") or not _is_arena(name):
+        given.setdefault("relevance", FRESH_RELEVANCE)
+        if given["relevance"]:
+            given.setdefault("content_pairs_weight", FRESH_CONTENT_PAIRS_WEIGHT)
+    return given
 
 
 def trainer_class(freeze_encoder: bool) -> type:
@@ -148,8 +172,10 @@ def tokenize(splits: dict[str, Any], tokenizer: Any, model: Any, model_args: Mod
     out = {}
     for name in ("train", "validation"):
         if name in splits:
+            relevance = model.config.relevance_max_length if getattr(model.config, "relevance", False) else None
             out[name] = tokenize_arena(splits[name], tokenizer, model.config.max_length, model.config.truncation,
-                                       cross_encoder=getattr(model.config, "cross_encoder", False))
+                                       cross_encoder=getattr(model.config, "cross_encoder", False),
+                                       relevance_max_length=relevance)
             if model_args.freeze_encoder:
                 model.to(training_args.device)  # Trainer would move it there next; the pass runs there too
                 out[name] = embed_towers(out[name], model, batch_size=training_args.per_device_eval_batch_size,

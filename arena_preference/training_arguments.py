@@ -110,6 +110,18 @@ class ModelArguments:
                           "projections for Llama/Qwen2/Gemma/Mistral shapes (q,k,v,o,gate,up,down_proj), all-linear "
                           "for architectures without a default."},
     )
+    relevance: bool | None = field(
+        default=None,
+        metadata={"help": "Content terms from the prompt and each answer encoded on their own (their cosine, also "
+                          "of the last turns; empty / cut-off / repeating answers), in the content view "
+                          "(--style_control) as well (fresh model default: true; docs/quality.md)."},
+    )
+    content_pairs_weight: float | None = field(
+        default=None,
+        metadata={"help": "Weight of the label-free content pairs beside the votes (an answer beats an answer to "
+                          "another prompt of the batch, and its own empty, cut-off and repeated versions; "
+                          "docs/quality.md). 0 turns them off. Fresh model with --relevance default: 0.5."},
+    )
 
 
 @dataclass

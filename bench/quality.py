@@ -33,6 +33,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -50,13 +51,13 @@ sys.path.insert(0, str(ROOT))
 from arena_dataset import load_arena  # noqa: E402
 from arena_preference.battle_transforms import prompt_group
 from encoding_arena import STYLE_FEATURES, style_features  # noqa: E402
-from modeling_arena import ArenaClassifyHead, davidson_logits  # noqa: E402
+from modeling_arena import ArenaClassifyHead, ArenaRelevanceTerms, content_pair_loss, davidson_logits  # noqa: E402
 
 DATA_DIR = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = DATA_DIR / "arena_dev.csv"
 EXTRA_DATA = DATA_DIR / "extra_hh_rlhf_harmless_dev.csv"
-METRIC_PATH = ROOT / "metrics" / "arena_metrics"
-CACHE = Path.home() / ".cache" / "arena-quality"
+METRIC_PATH = ROOT / "arena_preference" / "arena_metrics.py"  # the package's metric module
+CACHE = Path(os.environ.get("ARENA_QUALITY_CACHE", Path.home() / ".cache" / "arena-quality"))
 FEATURES_VERSION = "1"  # bump when encoder_features changes what it stores
 SOURCES = {1: "Arena", 2: "MT-Bench", 3: "Auto-J", 4: "PandaLM"}
 ENCODER, MAX_LENGTH, TRUNCATION = "embedded:minilm-l6", 512, "latest_turns"
@@ -86,6 +87,13 @@ class Battles:
     legacy_style_b: np.ndarray
     y: np.ndarray
     meta: dict = field(default_factory=dict)
+    # relevance inputs (issue 25): `(N, 2, H)` the prompt / each answer encoded on its own (whole, last turn;
+    # `relevance_embeddings`, pooled as the towers), `(N, 3)` `encoding_arena.answer_flags` of each answer
+    rel_prompt: np.ndarray | None = None
+    rel_answer_a: np.ndarray | None = None
+    rel_answer_b: np.ndarray | None = None
+    flags_a: np.ndarray | None = None
+    flags_b: np.ndarray | None = None
 
     def take(self, rows: np.ndarray) -> Battles:
         return Battles(**{k: v[rows] for k, v in self._arrays().items()})
@@ -94,14 +102,15 @@ class Battles:
         """A and B exchanged, labels mirrored."""
         arrays = self._arrays()
         out = {k: arrays[k[:-1] + ("b" if k.endswith("a") else "a")] for k in arrays if k[-2:] in ("_a", "_b")}
-        return Battles(**out, y=np.asarray(SWAP)[self.y])
+        shared = {k: v for k, v in arrays.items() if k[-2:] not in ("_a", "_b") and k != "y"}
+        return Battles(**out, **shared, y=np.asarray(SWAP)[self.y])
 
     def concat(self, other: Battles) -> Battles:
         mine, theirs = self._arrays(), other._arrays()
         return Battles(**{k: np.concatenate([mine[k], theirs[k]]) for k in mine})
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {k: v for k, v in self.__dict__.items() if k != "meta"}
+        return {k: v for k, v in self.__dict__.items() if k != "meta" and v is not None}
 
     def __len__(self) -> int:
         return len(self.y)
@@ -184,6 +193,161 @@ def encoder_features(data, encoder, tokenizer, name: str) -> dict[str, np.ndarra
     return out
 
 
+
+def relevance_embeddings(data, encoder, tokenizer, name: str) -> dict[str, np.ndarray]:
+    """Each battle's `encoding_arena.RELEVANCE_TEXTS` (whole prompt, whole answers, last user turn, last answers),
+    each encoded on its own as `encoding_arena.encode_relevance` tokenizes them: `rel_last` `(N, 6, H)` the
+    last layer's mask mean (what a sentence-transformers user computes), `rel_mean3` `(N, 6, H)` the mean of the
+    last 3 layers' mask means (the towers' pooling). The last-turn slots of single-turn battles are copies of the
+    whole-text slots, as in `ArenaModel.encode_relevance`. Identical token sequences are encoded once. Cached like
+    `encoder_features`."""
+    from encoding_arena import encode_relevance
+
+    content = json.dumps([list(data[k]) for k in ("id", "prompt", "response_a", "response_b")])
+    key = hashlib.sha256(repr((content, "relevance", FEATURES_VERSION, encoder.config.name_or_path)
+                              ).encode()).hexdigest()[:16]
+    path = CACHE / f"{name}-relevance-{key}.npz"
+    if path.exists():
+        return dict(np.load(path))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    slots = encode_relevance(data["prompt"], data["response_a"], data["response_b"], tokenizer)["relevance_ids"]
+    unique = sorted({tuple(seq) for battle in slots for seq in battle if seq}, key=len)
+    hidden = encoder.config.hidden_size
+    last, mean3 = np.zeros((len(unique), hidden), np.float32), np.zeros((len(unique), hidden), np.float32)
+    encoder.eval()
+    t0 = time.time()
+    with torch.inference_mode():
+        for start in range(0, len(unique), 32):
+            batch = unique[start : start + 32]
+            ids = torch.zeros((len(batch), len(batch[-1])), dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, seq in enumerate(batch):
+                ids[row, : len(seq)], mask[row, : len(seq)] = torch.tensor(seq), 1
+            states = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            last[start : start + len(batch)] = _masked_mean(states[-1], mask).numpy()
+            mean3[start : start + len(batch)] = _masked_mean(torch.stack(states[-3:]).mean(0), mask).numpy()
+            if start % 3200 == 0:
+                print(f"{name} relevance: {start}/{len(unique)} texts, {time.time() - t0:.0f} s", flush=True)
+    row_of = {seq: i for i, seq in enumerate(unique)}
+    index = np.array([[row_of[tuple(seq if seq else battle[k - 3])] for k, seq in enumerate(battle)]
+                      for battle in slots])
+    out = {"rel_last": last[index], "rel_mean3": mean3[index]}
+    np.savez(path, **out)
+    return out
+
+
+
+# ---------------------------------------------------------------------------------------------- off-topic pairs
+OFFTOPIC_KINDS = ("random", "nearest")
+OFFTOPIC_PAIRS = 600  # prompts per kind: +-1.2 points of accuracy at 90%
+
+
+def _answer_side(data, i: int) -> str | None:
+    """The answer of battle i that stands for "the answer to this prompt": the winner's, else A's; the other one
+    where it is empty; None where both are."""
+    label = int(data["label"][i])
+    order = ("b", "a") if label == 1 else ("a", "b")
+    for side in order:
+        if any(turn.strip() for turn in data[f"response_{side}"][i]):
+            return side
+    return None
+
+
+def offtopic_pairs(data, groups: list[str], folds: list[tuple[np.ndarray, np.ndarray]], prompt_vectors: np.ndarray,
+                   kind: str, limit: int = OFFTOPIC_PAIRS, seed: int = 0) -> list[tuple[int, str, int, str, int]]:
+    """Label-free content checks from held-out prompts: `(i, side, j, side_j, fold)` = battle i's prompt with its
+    own answer (`_answer_side`) against the answer of battle j, j from ANOTHER prompt of the same validation fold
+    (so neither prompt was seen in training) with as many turns: a random one ("random") or the one whose whole
+    prompt is closest by cosine of `prompt_vectors` `(N, H)` ("nearest": the hard case, often a paraphrase of the
+    same task). One battle per prompt (its first), `limit` prompts drawn at random (seeded)."""
+    rng = np.random.default_rng(seed)
+    unit = prompt_vectors / np.maximum(np.linalg.norm(prompt_vectors, axis=1, keepdims=True), 1e-8)
+    turns = np.array([len(p) for p in data["prompt"]])
+    pairs = []
+    for fold, (_, rows) in enumerate(folds):
+        first: dict[str, int] = {}
+        for i in rows:
+            if groups[i] not in first and _answer_side(data, int(i)) is not None:
+                first[groups[i]] = int(i)
+        reps = np.array(sorted(first.values()))
+        for i in reps:
+            side = _answer_side(data, i)
+            answer = data[f"response_{side}"][i]
+            candidates = [j for j in reps if j != i and turns[j] == turns[i]
+                          and data[f"response_{_answer_side(data, j)}"][j] != answer]
+            if not candidates:
+                continue
+            if kind == "random":
+                j = int(rng.choice(candidates))
+            else:
+                j = int(max(candidates, key=lambda c: float(unit[c] @ unit[i])))
+            pairs.append((int(i), side, j, _answer_side(data, j), fold))
+    keep = np.sort(rng.choice(len(pairs), size=min(limit, len(pairs)), replace=False))
+    return [pairs[k] for k in keep]
+
+
+def offtopic_dataset(data, pairs: list[tuple[int, str, int, str, int]]):
+    """The off-topic battles as a dataset in the arena schema: prompt i, response_a = its own answer, response_b =
+    the other prompt's answer, label 0 (A)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({
+        "id": [int(data["id"][i]) for i, *_ in pairs],
+        "prompt": [data["prompt"][i] for i, *_ in pairs],
+        "response_a": [data[f"response_{s}"][i] for i, s, *_ in pairs],
+        "response_b": [data[f"response_{t}"][j] for _, _, j, t, _ in pairs],
+        "label": [0] * len(pairs),
+    })
+
+
+
+def offtopic_probes(battles: Battles, encoder, tokenizer, folds, seed: int = 0,
+                    limit: int = OFFTOPIC_PAIRS) -> dict[str, Battles]:
+    """The off-topic pairs of every kind (`offtopic_pairs`) as `Battles` (label A: the prompt's own answer), their
+    towers encoded (cached) and their relevance vectors taken from the battles' own (`relevance_embeddings`).
+    `meta`: `fold` (the prompt's validation fold), `source` (its source), and the rule with no training, "the
+    answer closer to the prompt wins" (cosine of the whole prompt and the whole answer, each encoded on its own):
+    `rule` with the towers' pooling (mean of the last 3 layers, what the model reads), `rule_st` with the last
+    layer's mean (what a sentence-transformers user computes)."""
+    from encoding_arena import answer_flags
+
+    data = battles.meta["data"]
+    rel = relevance_embeddings(data, encoder, tokenizer, "dev")
+    out = {}
+    for kind in OFFTOPIC_KINDS:
+        pairs = offtopic_pairs(data, battles.meta["group"], folds, rel["rel_last"][:, 0], kind, limit, seed)
+        probe_data = offtopic_dataset(data, pairs)
+        features = encoder_features(probe_data, encoder, tokenizer, f"offtopic-{kind}")
+        i = np.array([q[0] for q in pairs])
+        own_slots = [(k, {"a": [1, 4], "b": [2, 5]}[side]) for k, side, *_ in pairs]
+        other_slots = [(k, {"a": [1, 4], "b": [2, 5]}[side]) for _, _, k, side, _ in pairs]
+        answers = {name: [np.stack([rel[key][k, cols] for k, cols in slots]) for key in ("rel_mean3", "rel_last")]
+                   for name, slots in (("own", own_slots), ("other", other_slots))}
+        a, b = probe_data["response_a"], probe_data["response_b"]
+        probe = Battles(
+            **{k: v for k, v in features.items() if not k.startswith("style")},
+            style_a=np.asarray([style_features(x, o) for x, o in zip(a, b)], np.float32),
+            style_b=np.asarray([style_features(x, o) for x, o in zip(b, a)], np.float32),
+            legacy_style_a=np.asarray([legacy_style_features(x) for x in a], np.float32),
+            legacy_style_b=np.asarray([legacy_style_features(x) for x in b], np.float32),
+            y=np.zeros(len(pairs), dtype=int), rel_prompt=battles.rel_prompt[i], rel_answer_a=answers["own"][0],
+            rel_answer_b=answers["other"][0], flags_a=np.asarray([answer_flags(x) for x in a], np.float32),
+            flags_b=np.asarray([answer_flags(x) for x in b], np.float32))
+
+        def closer(prompt: np.ndarray, own: np.ndarray, other: np.ndarray) -> np.ndarray:
+            return (_cosine(prompt, own) > _cosine(prompt, other)).astype(float)
+
+        probe.meta = {"fold": np.array([q[4] for q in pairs]), "source": battles.meta["source"][i],
+                      "rule": closer(rel["rel_mean3"][i, 0], answers["own"][0][:, 0], answers["other"][0][:, 0]),
+                      "rule_st": closer(rel["rel_last"][i, 0], answers["own"][1][:, 0], answers["other"][1][:, 0])}
+        out[kind] = probe
+    return out
+
+
+def _cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of two `(N, H)` arrays -> `(N,)`."""
+    return (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1) + 1e-8)
+
 def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
@@ -201,10 +365,23 @@ def load_battles(path: Path, name: str, encoder, tokenizer, limit: int | None = 
              "legacy_style_a": [legacy_style_features(x) for x in a],
              "legacy_style_b": [legacy_style_features(x) for x in b]}
     battles = Battles(**features, **{k: np.asarray(v, np.float32) for k, v in style.items()},
-                      y=np.asarray(data["label"]))
+                      y=np.asarray(data["label"]), **relevance_arrays(
+                          relevance_embeddings(data, encoder, tokenizer, name if not limit else f"{name}-{limit}"),
+                          data["response_a"], data["response_b"]))
     ids = np.asarray(data["id"])
-    battles.meta = {"source": ids // 1_000_000, "group": [prompt_group(p) for p in data["prompt"]]}
+    battles.meta = {"source": ids // 1_000_000, "group": [prompt_group(p) for p in data["prompt"]], "data": data}
     return battles
+
+
+def relevance_arrays(rel: dict[str, np.ndarray], response_a, response_b) -> dict[str, np.ndarray]:
+    """`Battles` relevance fields from `relevance_embeddings` (RELEVANCE_TEXTS order: whole p, a, b, last p, a, b;
+    pooled as the towers are, the mean of the last 3 layers) and the answers' texts (for the flags)."""
+    from encoding_arena import answer_flags
+
+    vectors = rel["rel_mean3"]
+    return {"rel_prompt": vectors[:, [0, 3]], "rel_answer_a": vectors[:, [1, 4]], "rel_answer_b": vectors[:, [2, 5]],
+            "flags_a": np.asarray([answer_flags(t) for t in response_a], np.float32),
+            "flags_b": np.asarray([answer_flags(t) for t in response_b], np.float32)}
 
 
 # ------------------------------------------------------------------------------------------------ what heads see
@@ -292,6 +469,29 @@ class ProductTie(nn.Module):
         return logits + extra, None if content is None else content + extra
 
 
+class RelevanceHead(nn.Module):
+    """A head plus the model's relevance terms (`modeling_arena.ArenaRelevanceTerms`, zero-initialised as in the
+    model), added to both the logits and the content logits as `ArenaModel.compare` adds them; with
+    `pairs_weight` > 0, `extra_loss` is the model's label-free `content_pair_loss` on the same batch, weighted."""
+
+    def __init__(self, head: nn.Module, pairs_weight: float = 0.0) -> None:
+        super().__init__()
+        self.head, self.terms, self.pairs_weight = head, ArenaRelevanceTerms(), pairs_weight
+        nn.init.zeros_(self.terms.side.weight)
+        nn.init.zeros_(self.terms.tie.weight)
+
+    def forward(self, a, b, sa, sb, prompt, answer_a, answer_b, flags_a, flags_b):
+        logits, content = self.head(a, b, sa, sb)
+        rel = self.terms(ArenaRelevanceTerms.features(prompt, answer_a, flags_a),
+                         ArenaRelevanceTerms.features(prompt, answer_b, flags_b))
+        return logits + rel, (logits if content is None else content) + rel
+
+    def extra_loss(self, a, b, sa, sb, prompt, answer_a, answer_b, flags_a, flags_b) -> torch.Tensor | None:
+        if self.pairs_weight <= 0:
+            return None
+        return self.pairs_weight * content_pair_loss(self.terms, prompt, answer_a, answer_b, flags_a, flags_b)
+
+
 def train_head(head: nn.Module, inputs: list[torch.Tensor], y: torch.Tensor, seed: int,
                training: dict | None = None, label_smoothing: float = 0.0,
                class_weight: torch.Tensor | None = None) -> nn.Module:
@@ -311,6 +511,9 @@ def train_head(head: nn.Module, inputs: list[torch.Tensor], y: torch.Tensor, see
         for rows in torch.randperm(len(y)).split(size):
             logits = head(*(x[rows] for x in inputs))[0]
             loss = nn.functional.cross_entropy(logits, y[rows], weight=class_weight, label_smoothing=label_smoothing)
+            extra = head.extra_loss(*(x[rows] for x in inputs)) if hasattr(head, "extra_loss") else None
+            if extra is not None:
+                loss = loss + extra
             loss.backward()
             nn.utils.clip_grad_norm_([p for _, p in params], TRAINING["max_grad_norm"])
             optimizer.step()
@@ -345,6 +548,8 @@ class Recipe:
     class_weight: str | None = None
     both_orders: bool = False
     ensemble: int = 1
+    relevance_terms: bool = False
+    pairs_weight: float = 0.0
 
     def inputs(self, b: Battles) -> list[torch.Tensor]:
         a, bb = content_vectors(b, self.pooling)
@@ -357,7 +562,10 @@ class Recipe:
         if self.relevance:
             ra, rb = relevance(b)
             sa, sb = np.concatenate([sa, ra], 1), np.concatenate([sb, rb], 1)
-        return [torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32) for x in (a, bb, sa, sb)]
+        arrays = [a, bb, sa, sb]
+        if self.relevance_terms:
+            arrays += [b.rel_prompt, b.rel_answer_a, b.rel_answer_b, b.flags_a, b.flags_b]
+        return [torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32) for x in arrays]
 
     def build(self, hidden: int, n_style: int) -> nn.Module:
         if self.head == "legacy":
@@ -383,13 +591,22 @@ class Recipe:
         if self.class_weight == "balanced":
             counts = np.bincount(train.y, minlength=3)
             weight = torch.as_tensor(len(train.y) / (3 * np.maximum(counts, 1)), dtype=torch.float32)
-        return train_head(self.build(x[0].shape[1], x[2].shape[1]), x, torch.as_tensor(train.y), seed,
-                          self.training, self.label_smoothing, weight)
+        head = self.build(x[0].shape[1], x[2].shape[1])
+        if self.relevance_terms:
+            head = RelevanceHead(head, self.pairs_weight)
+        return train_head(head, x, torch.as_tensor(train.y), seed, self.training, self.label_smoothing, weight)
 
-    def fit_predict(self, train: Battles, test: Battles, seed: int, extra: Battles | None = None) -> Prediction:
+    def fit_predict(self, train: Battles, test: Battles, seed: int, extra: Battles | None = None,
+                    probes: dict[str, Battles] | None = None) -> Prediction:
+        """Predictions on `test`; with `probes` (off-topic pairs), also theirs (`Prediction.probes`)."""
         probs = probs_swapped = content = None
+        probe_out: dict[str, dict[str, np.ndarray]] = {}
         for k in range(self.ensemble):
             head = self.fit(train, seed + 1000 * k, extra)
+            for kind, probe in (probes or {}).items():
+                scored = score_probe(head, self, probe)
+                for key, value in scored.items():
+                    probe_out.setdefault(kind, {})[key] = probe_out.get(kind, {}).get(key, 0) + value / self.ensemble
             with torch.no_grad():
                 own, own_content = head(*self.inputs(test))
                 swapped, _ = head(*self.inputs(test.swapped()))
@@ -406,7 +623,22 @@ class Recipe:
         if self.swap_tta:
             probs = (probs + probs_swapped[:, SWAP]) / 2
             probs_swapped = probs[:, SWAP]
-        return Prediction(probs, probs_swapped, content)
+        return Prediction(probs, probs_swapped, content, probe_out or None)
+
+
+def score_probe(head: nn.Module, recipe: Recipe, probe: Battles) -> dict[str, np.ndarray]:
+    """`(N,)` per off-topic pair (A = the prompt's own answer, B = another prompt's): 1.0 where the full view puts
+    P(A) above P(B), in each order (A and B exchanged too) and averaged, so a position-aware head is not flattered;
+    the same for the content view (`content`: the style-controlled logits) where the head has one."""
+    out = {}
+    with torch.no_grad():
+        own, own_content = head(*recipe.inputs(probe))
+        swapped, swapped_content = head(*recipe.inputs(probe.swapped()))
+    for key, (x, z) in {"full": (own, swapped), "content": (own_content, swapped_content)}.items():
+        if x is None:
+            continue
+        out[key] = ((x[:, 0] > x[:, 1]).float().numpy() + (z[:, 1] > z[:, 0]).float().numpy()) / 2
+    return out
 
 
 @dataclass
@@ -417,6 +649,7 @@ class Prediction:
     probs: np.ndarray
     probs_swapped: np.ndarray
     content: np.ndarray | None = None
+    probes: dict | None = None  # off-topic pairs: {kind: {"full": (M,), "content": (M,)}}, see score_probe
 
 
 def symmetric_prior(train: Battles, n: int) -> Prediction:
@@ -516,25 +749,36 @@ RECIPES: dict[str, Recipe] = {
 LOSO_RECIPES = (REFERENCE, DEFAULT_NEW, LAST_LAYER, "+ HH-RLHF extra votes")
 
 
-def predict(name: str, train: Battles, test: Battles, seed: int, extra: Battles | None) -> Prediction:
+def predict(name: str, train: Battles, test: Battles, seed: int, extra: Battles | None,
+            probes: dict[str, Battles] | None = None) -> Prediction:
     if name == "symmetric class prior":
         return symmetric_prior(train, len(test))
     if name == "own-order class prior":
         return own_order_prior(train, len(test))
     if name == "length LR (swap-aug, swap-avg)":
         return length_regression(train, test)
-    return RECIPES[name].fit_predict(train, test, seed, extra)
+    return RECIPES[name].fit_predict(train, test, seed, extra, probes)
 
 
-def run_cv(battles: Battles, extra: Battles | None, names: list[str], folds: int, seed: int) -> dict:
-    """Out-of-fold per-battle losses (both orders) and fold-level figures for every recipe."""
+def run_cv(battles: Battles, extra: Battles | None, names: list[str], folds: int, seed: int,
+           probes: dict[str, Battles] | None = None) -> dict:
+    """Out-of-fold per-battle losses (both orders) and fold-level figures for every recipe; with `probes`
+    (`offtopic_probes`), each fold's heads also score the off-topic pairs made from that fold's held-out prompts
+    (`r["probes"][kind][view]`: `(M,)` per pair)."""
     n = len(battles)
     out = {name: {"own": np.zeros(n), "swapped": np.zeros(n), "fold_pn": [], "fold_own": [], "fold_acc": [],
-                  "content": None} for name in names}
+                  "content": None, "probes": {}} for name in names}
     for fold, (train_rows, test_rows) in enumerate(grouped_folds(battles.meta["group"], folds, seed)):
         train, test = battles.take(train_rows), battles.take(test_rows)
+        fold_probes = {kind: probe.take(np.flatnonzero(probe.meta["fold"] == fold))
+                       for kind, probe in (probes or {}).items()}
         for name in names:
-            pred = predict(name, train, test, seed + fold, extra)
+            pred = predict(name, train, test, seed + fold, extra, fold_probes)
+            for kind, views in (pred.probes or {}).items():
+                rows = np.flatnonzero(probes[kind].meta["fold"] == fold)
+                for view, hits in views.items():
+                    out[name]["probes"].setdefault(kind, {}).setdefault(view, np.full(len(probes[kind]), np.nan))
+                    out[name]["probes"][kind][view][rows] = hits
             own, swapped = row_losses(pred, test.y)
             r = out[name]
             r["own"][test_rows], r["swapped"][test_rows] = own, swapped
@@ -572,6 +816,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recipes", nargs="*", default=None, help="names of RECIPES to run (default: all)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--name", default="quality", help="report files: <out>/<name>.{md,json,png}")
+    parser.add_argument("--offtopic", type=int, default=OFFTOPIC_PAIRS,
+                        help="off-topic pairs per kind scored by every recipe (the content check; 0: none)")
     args = parser.parse_args(argv)
 
     started = time.time()
@@ -581,20 +827,33 @@ def main(argv: list[str] | None = None) -> None:
     encoder, tokenizer = load_encoder(ENCODER)
     battles = load_battles(Path(args.data), "dev", encoder, tokenizer, args.limit)
     extra = load_battles(Path(args.extra), "hh", encoder, tokenizer, args.limit) if args.extra else None
+    probes = None
+    if args.offtopic:
+        folds = grouped_folds(battles.meta["group"], args.folds, args.seed)
+        probes = offtopic_probes(battles, encoder, tokenizer, folds, args.seed, args.offtopic)
     features_seconds = time.time() - started
     names = [*BASELINES, *(args.recipes if args.recipes is not None else RECIPES)]
-    cv = run_cv(battles, extra, names, args.folds, args.seed)
+    cv = run_cv(battles, extra, names, args.folds, args.seed, probes)
     loso = run_loso(battles, extra, [*BASELINES, *(n for n in LOSO_RECIPES if n in names)], args.seed)
-    report = summarise(battles, cv, loso, args, time.time() - started, features_seconds)
+    report = summarise(battles, cv, loso, args, time.time() - started, features_seconds, probes)
     write_report(report, Path(args.out), args.name)
 
 
-def summarise(battles: Battles, cv: dict, loso: dict, args, wall: float, features_seconds: float) -> dict:
+def summarise(battles: Battles, cv: dict, loso: dict, args, wall: float, features_seconds: float,
+              probes: dict[str, Battles] | None = None) -> dict:
     sources = battles.meta["source"]
     rows = {}
     for name, r in cv.items():
         pn = np.array(r["fold_pn"])
+        offtopic = {}
+        for kind, views in r["probes"].items():
+            where = probes[kind].meta["source"]
+            offtopic[kind] = {view: {"all": float(np.nanmean(hits)),
+                                     "per_source": {SOURCES[s]: float(np.nanmean(hits[where == s])) for s in SOURCES
+                                                    if (where == s).any()}}
+                              for view, hits in views.items()}
         rows[name] = {
+            "offtopic": offtopic,
             "position_neutral": float(pn.mean()), "position_neutral_std": float(pn.std()),
             "own_order": float(np.mean(r["fold_own"])), "swapped_order": float(r["swapped"].mean()),
             "accuracy": float(np.mean(r["fold_acc"])), "folds": [round(v, 4) for v in pn],
@@ -604,6 +863,11 @@ def summarise(battles: Battles, cv: dict, loso: dict, args, wall: float, feature
     report = {"args": {k: v for k, v in vars(args).items()}, "rows": len(battles), "wall_minutes": wall / 60,
               "features_minutes": features_seconds / 60, "cv": rows, "loso": loso,
               "source_sizes": {SOURCES[s]: int((sources == s).sum()) for s in SOURCES}}
+    if probes:
+        report["offtopic"] = {kind: {
+            "pairs": len(probe), "per_source_pairs": {SOURCES[s]: int((probe.meta["source"] == s).sum()) for s in SOURCES},
+            "rule": float(probe.meta["rule"].mean()), "rule_st": float(probe.meta["rule_st"].mean())}
+            for kind, probe in probes.items()}
     default = cv.get(DEFAULT_NEW)
     if default is not None and default["content"] is not None:
         full, content, y = default["probs"].argmax(1), default["content"].argmax(1), battles.y
@@ -665,6 +929,8 @@ def render(report: dict) -> list[str]:
                  _get(prior, s)]
         lines += ["", "Sources of 500+ battles where the new default scores worse than the symmetric prior of the "
                       f"training sources: {', '.join(worse) if worse else 'none'}."]
+    if report.get("offtopic"):
+        lines += offtopic_lines(report)
     if "style_control" in report:
         sc = report["style_control"]
         lines += ["", "## Style control (new default, out-of-fold)", "",
@@ -674,6 +940,38 @@ def render(report: dict) -> list[str]:
                   f"Accuracy against the human vote: full {sc['accuracy_full']:.3f}, content only "
                   f"{sc['accuracy_content']:.3f}; where they disagree: full {sc['accuracy_full_where_disagree']:.3f}, "
                   f"content only {sc['accuracy_content_where_disagree']:.3f}."]
+    return lines
+
+
+def offtopic_lines(report: dict) -> list[str]:
+    """The content check's table: share of off-topic pairs on which each view prefers the prompt's own answer."""
+    info, kinds = report["offtopic"], list(report["offtopic"])
+    lines = ["", "## Content check: the prompt's own answer against an answer to another prompt (out of fold)", "",
+             "Pairs from held-out prompts (each fold's validation prompts): a prompt with its own answer (the "
+             "winner's, else A's; never an empty one) against the answer of another validation prompt with as many "
+             "turns, drawn at random or the one whose prompt is nearest (cosine of the whole prompts, MiniLM). "
+             "Share of pairs where the view puts P(own) above P(other), in both A/B orders (averaged). "
+             + "; ".join(f"{k}: {info[k]['pairs']} pairs (" + ", ".join(f"{s} {n}" for s, n in
+                                                                     info[k]["per_source_pairs"].items()) + ")"
+                         for k in kinds) + ".", "",
+             "| recipe | " + " | ".join(f"{k}: full | {k}: content" for k in kinds) + " | "
+             + " | ".join(f"{k} content, {s}" for k in kinds for s in SOURCES.values()) + " |",
+             "| --- | " + " | ".join("--- | ---" for _ in kinds) + " | "
+             + " | ".join("---" for _ in kinds for _ in SOURCES) + " |"]
+    lines.append("| rule: closer to the prompt wins (no training; last layer / 3-layer mean) | "
+                 + " | ".join(f"{info[k]['rule_st']:.3f} | {info[k]['rule']:.3f}" for k in kinds) + " | "
+                 + " | ".join("" for _ in kinds for _ in SOURCES) + " |")
+    for name, r in report["cv"].items():
+        off = r.get("offtopic") or {}
+        if not off:
+            continue
+        cells = []
+        for k in kinds:
+            views = off.get(k, {})
+            cells += [f"{views[v]['all']:.3f}" if v in views else "-" for v in ("full", "content")]
+        per = [f"{off[k]['content']['per_source'].get(s, float('nan')):.3f}" if "content" in off.get(k, {}) else "-"
+               for k in kinds for s in SOURCES.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " | " + " | ".join(per) + " |")
     return lines
 
 
