@@ -63,7 +63,11 @@ def relevance_options(model_args: ModelArguments) -> dict[str, Any]:
     given = {k: getattr(model_args, k, None) for k in ("relevance", "content_pairs_weight")}
     given = {k: v for k, v in given.items() if v is not None}
     name = model_args.model_name_or_path
-    if name.startswith("embedded:") or not _is_arena(name):
+    # The recipe's default is for the dual tower's classify head: the rank head and the cross-encoder have no
+    # relevance terms, and LoRA runs (decoder LLMs) would pay three more encoder passes per battle for them.
+    dual_tower_classify = ((getattr(model_args, "head", None) or "classify") == "classify"
+                           and not getattr(model_args, "cross_encoder", False) and not getattr(model_args, "lora_r", None))
+    if (name.startswith("embedded:") or not _is_arena(name)) and (dual_tower_classify or given.get("relevance")):
         given.setdefault("relevance", FRESH_RELEVANCE)
         if given["relevance"]:
             given.setdefault("content_pairs_weight", FRESH_CONTENT_PAIRS_WEIGHT)

@@ -331,7 +331,8 @@ def test_lora_changed_only_the_adapted_weights_and_the_head(run):
     from transformers import set_seed
 
     set_seed(42)  # train.py seeds before building the model: the same fresh weights
-    initial, _ = load_model("embedded:tiny-llama", cross_encoder=name == "joint")
+    # the teacher run is the default frozen recipe on a dual tower, whose classify head has the relevance terms
+    initial, _ = load_model("embedded:tiny-llama", cross_encoder=name == "joint", relevance=name == "teacher")
     before = initial.state_dict()
     if name == "lora":  # --bf16: the frozen base was held in bf16, so its unadapted weights are bf16-rounded
         before = {k: v.to(torch.bfloat16).float() if k.startswith("encoder.") else v for k, v in before.items()}
