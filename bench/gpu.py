@@ -7,8 +7,11 @@ downloaded), pooling "last", LoRA r=16 on the attention and MLP projections, bf1
 
 Both architectures read the same battles: a prompt of P tokens and two answers of R tokens each. The dual tower
 encodes two towers of P + R tokens per battle; the cross-encoder two orders of the joint sequence, P + 2R tokens
-each. Training steps run forward, backward and an AdamW step (adapters and head); inference runs the merged model
-(what is saved) under torch.inference_mode. Peak memory is torch.cuda.max_memory_allocated per phase.
+each. Training steps (the base weights held in bf16, adapters and head float32, bf16 autocast) run forward,
+backward and an AdamW step; inference runs the merged model (what is saved, float32) as the pipeline's
+precision="bf16" runs it on a GPU: a bf16 copy of the encoder beside the float32 model, under
+torch.inference_mode. Peak memory is torch.cuda.max_memory_allocated per phase (inference: the float32 model and
+its bf16 copy included).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from arena_preference.lora import apply_lora, merge_lora  # noqa: E402
 from configuration_arena import ArenaConfig  # noqa: E402
 from modeling_arena import ArenaModel  # noqa: E402
+from precision_arena import prepare_for  # noqa: E402
 
 # Qwen2-0.5B's shape (494M parameters with tied embeddings); random weights are as fast as trained ones.
 DECODER_0_5B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
@@ -46,7 +50,7 @@ def build(decoder: dict[str, Any], cross_encoder: bool, max_length: int, lora_r:
     config = ArenaConfig(encoder_config=LlamaConfig(**decoder).to_dict(), pooling="last", cross_encoder=cross_encoder,
                          style_features=False, max_length=max_length, pool_layers=1)
     model = ArenaModel(config)
-    apply_lora(model, r=lora_r)
+    apply_lora(model, r=lora_r, base_dtype=torch.bfloat16)  # as train.py --bf16: the frozen base held in bf16
     # non-reentrant checkpointing: what examples/llm_lora.yaml asks of Trainer (DDP-safe)
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model
@@ -105,17 +109,18 @@ def measure(name: str, cross_encoder: bool, args: argparse.Namespace, device: to
     train_rate = args.train_batch * args.steps / seconds
 
     del optimizer
-    merge_lora(model)  # inference runs what is saved: the merged model
+    merge_lora(model)  # inference runs what is saved: the merged (float32) model ...
     model.eval()
     reset_peak(device)
+    runner, _ = prepare_for(model, "bf16", device)  # ... as the pipeline runs it on a GPU: a bf16 copy of its encoder
     seconds = 0.0
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode():
         for step in range(args.warmup + args.steps):
             batch = battle_batch(args.predict_batch, length, decoder["vocab_size"], device)
             batch.pop("labels")
             synchronise(device)
             start = time.perf_counter()
-            probs = model(**batch).logits.float().softmax(-1)
+            probs = runner(**batch).logits.float().softmax(-1)
             synchronise(device)
             if step >= args.warmup:
                 seconds += time.perf_counter() - start
@@ -129,7 +134,7 @@ def measure(name: str, cross_encoder: bool, args: argparse.Namespace, device: to
         "train_battles_per_s": train_rate, "train_peak_gib": train_peak, "predict_battles_per_s": predict_rate,
         "predict_peak_gib": peak_gib(device),
     }
-    del model
+    del model, runner
     return result
 
 
@@ -148,7 +153,7 @@ def table(results: dict[str, Any]) -> str:
             ("tokens per sequence (2 per battle)", lambda r: str(r["sequence_tokens"])),
             (f"training, battles/s (batch {dual['train_batch']})", lambda r: f"{r['train_battles_per_s']:.2f}"),
             ("training peak GPU memory, GiB", lambda r: gib(r["train_peak_gib"])),
-            (f"inference, battles/s (batch {dual['predict_batch']}, merged)",
+            (f"inference, battles/s (batch {dual['predict_batch']}, merged, bf16 runner)",
              lambda r: f"{r['predict_battles_per_s']:.2f}"),
             ("inference peak GPU memory, GiB", lambda r: gib(r["predict_peak_gib"]))]
     lines += [f"| {label} | {cell(dual)} | {cell(joint)} |" for label, cell in rows]

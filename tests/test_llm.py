@@ -477,3 +477,21 @@ def test_lora_trains_under_torchrun_with_two_processes(data, tmp_path):
                     for s, r in zip(scored, rows)) / len(rows)
     # evaluation ran on the merged model after training, gathered over both ranks without duplicates
     assert results["eval_log_loss"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_resuming_a_lora_run_ends_with_the_uninterrupted_runs_weights(data, tmp_path):
+    """Checkpoints hold the adapters unmerged (peft's keys), which is what resuming loads; the merge comes after."""
+    pytest.importorskip("peft")
+    from safetensors.torch import load_file
+
+    args = [*LLAMA, *LORA, "--train_file", str(data["train"]), "--validation_split_percentage", "0", "--do_train",
+            "true", "--max_length", "64", "--max_steps", "4", "--save_steps", "2"]
+    whole = train.main([*args, "--output_dir", str(tmp_path / "whole")])["output_dir"]
+    checkpoint = tmp_path / "checkpoint-2"
+    (whole / "checkpoint-2").rename(checkpoint)
+    assert any("lora_" in key for key in load_file(str(checkpoint / "model.safetensors")))
+    resumed = train.main([*args, "--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint",
+                          str(checkpoint)])["output_dir"]
+    expected, got = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert set(expected) == set(got)
+    assert all(torch.equal(expected[key], got[key]) for key in expected)
