@@ -552,3 +552,23 @@ def test_broken_files_in_a_hub_repo_are_named_when_the_load_fails_on_them(saved_
                                          "safetensors file (")
     assert lines["pickled"].startswith("ModelFilesError user/pickled: pickled weights are refused: unpickling a "
                                        "file can run any code in it")
+
+
+def test_a_folder_written_by_save_to_disk_loads_as_battles(tmp_path):
+    """`DatasetDict.save_to_disk(folder)` then `--dataset_name folder`: the Arrow folder was read as data files and
+    refused with "state.json: no columns found"."""
+    import datasets
+
+    from arena_dataset import load_arena
+    from arena_preference import train
+
+    expected = load_arena(str(EXAMPLES / "train.jsonl"), split="train")  # a Dataset as users hold one
+    datasets.DatasetDict({"train": expected}).save_to_disk(str(tmp_path / "saved"))
+    for source in (tmp_path / "saved", tmp_path / "saved" / "train"):  # a DatasetDict's folder, or one split's
+        loaded = load_arena(str(source), split="train")
+        assert loaded["label"] == expected["label"] and loaded["prompt"] == expected["prompt"]
+    with pytest.raises(ValueError, match=r"saved: no split 'test' in this saved DatasetDict; found splits \['train'\]"):
+        load_arena(str(tmp_path / "saved"), split="test")
+    result = train.main([*TINY, "--dataset_name", str(tmp_path / "saved"), "--do_train", "--max_steps", "1",
+                         "--save_strategy", "no", "--output_dir", str(tmp_path / "out")])
+    assert result["metrics"]["train_samples"] == len(expected)  # no evaluation asked: nothing held out
