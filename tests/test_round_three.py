@@ -129,6 +129,30 @@ def test_a_live_holder_is_respected_where_the_filesystem_ignores_flock(tmp_path)
         sleeper.wait()
 
 
+def test_a_filesystem_without_flock_falls_back_to_the_holders_pid(tmp_path, monkeypatch):
+    """Some NFS mounts answer flock with ENOLCK ("No locks available"): the run is not stopped by that, and the
+    pid record still keeps it out of a folder a live run holds."""
+    import errno
+
+    from arena_preference import run_folder
+
+    folder = tmp_path / "run"
+    holder = _holder(folder)  # another process, whose record names it
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(run_folder.fcntl, "flock", no_locks)
+    try:
+        with pytest.raises(run_folder.UserError, match=f"in use by another run: process {holder.pid} "):
+            run_folder.OutputFolderLock(folder).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_folder.OutputFolderLock(folder):  # its process is gone: taken over, flock or not
+        assert json.loads((folder / run_folder.LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
 def test_overwrite_output_dir_never_empties_a_folder_another_run_is_writing(tmp_path, capsys):
     """--overwrite_output_dir removes a folder's contents: with the lock checked first, it cannot pull the files
     from under a run in progress."""
