@@ -57,6 +57,8 @@ class OutputFolderLock:
         self._fd: int | None = None
 
     def acquire(self) -> "OutputFolderLock":
+        if self.folder.exists() and not self.folder.is_dir():
+            raise UserError(f"--output_dir {self.folder}: is a file, not a folder; choose a folder for the run")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:

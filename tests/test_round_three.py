@@ -169,6 +169,27 @@ def test_overwrite_output_dir_never_empties_a_folder_another_run_is_writing(tmp_
         holder.wait()
 
 
+def test_an_output_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    argv = [*TINY, "--train_file", str(EXAMPLES / "train.jsonl"), "--do_train"]
+    line = one_line_error(capsys, [*argv, "--output_dir", str(tmp_path / "taken")])
+    assert f"--output_dir {tmp_path / 'taken'}: is a file, not a folder" in line
+
+
+def test_an_output_dir_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    argv = [*TINY, "--train_file", str(EXAMPLES / "train.jsonl"), "--do_train"]
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who writes anywhere (root)")
+        line = one_line_error(capsys, [*argv, "--output_dir", str(locked)])
+        assert f"--output_dir {locked}: cannot be written (Permission denied)" in line
+    finally:
+        locked.chmod(0o755)
+
+
 def test_a_lock_file_cut_short_by_a_kill_mid_write_is_taken_over(tmp_path):
     from arena_preference.run_folder import LOCK_NAME, OutputFolderLock
 
