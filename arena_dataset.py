@@ -171,7 +171,8 @@ def load_arena(
 
     Args:
         source: a CSV / JSON / JSONL / parquet file, a list of them, a folder (split files found by datasets'
-            naming rules: `train.csv`, `data/validation-00000-of-00001.parquet`, ...) or a Hub dataset id.
+            naming rules: `train.csv`, `data/validation-00000-of-00001.parquet`, ...), a folder written by
+            `save_to_disk`, or a Hub dataset id.
         split: the split to return (a single file or a list of files becomes this split).
         skip_invalid: skip rows that do not fit the schema and log how many and why, instead of raising.
         cache_dir: the datasets cache folder (default: datasets' own).
@@ -183,6 +184,8 @@ def load_arena(
         InvalidBattleError: a file or row that does not fit (empty file, missing column, unparseable JSON, turn
             counts that disagree, labels not one-hot, non-integer or duplicate id), naming file, line, id, field.
     """
+    if _saved_to_disk(source):
+        return _load_saved(str(source), split, skip_invalid)
     files = _local_files(source, split)
     if files is None:
         return _load_hub(str(source), split, skip_invalid, cache_dir)
@@ -210,10 +213,34 @@ def load_arena(
     return dataset
 
 
+def _saved_to_disk(source: Any) -> bool:
+    """A folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk` (Arrow files and their JSON state,
+    which the file readers would take for data: "state.json: no columns found")."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    folder = Path(os.path.expanduser(source))
+    return folder.is_dir() and ((folder / "dataset_dict.json").is_file() or
+                                ((folder / "state.json").is_file() and (folder / "dataset_info.json").is_file()))
+
+
+def _load_saved(folder: str, split: str, skip_invalid: bool) -> datasets.Dataset:
+    """Battles from a `save_to_disk` folder (a Dataset, or a DatasetDict's `split`), normalised like a Hub split."""
+    raw = datasets.load_from_disk(os.path.expanduser(folder))
+    if isinstance(raw, datasets.DatasetDict):
+        if split not in raw:
+            raise ValueError(f"{folder}: no split {split!r} in this saved DatasetDict; found splits {sorted(raw)}")
+        raw = raw[split]
+    return _normalise_split(raw, f"{folder} [{split}]", split, skip_invalid)
+
+
 def _load_hub(repo_id: str, split: str, skip_invalid: bool, cache_dir: str | None) -> datasets.Dataset:
     """A Hub dataset (e.g. lmsys/lmsys-arena-human-preference-55k) through load_dataset, then normalised."""
     raw = datasets.load_dataset(repo_id, split=split, cache_dir=cache_dir)
-    source = f"{repo_id} [{split}]"
+    return _normalise_split(raw, f"{repo_id} [{split}]", split, skip_invalid)
+
+
+def _normalise_split(raw: datasets.Dataset, source: str, split: str, skip_invalid: bool) -> datasets.Dataset:
+    """A `datasets.Dataset` in any accepted layout -> the arena schema, row by row (`BattleValidator`)."""
 
     def records() -> Iterator[tuple[str, dict]]:
         offset = 0

@@ -6,6 +6,7 @@ keeps a second run out of it while the first one runs (`OutputFolderLock`).
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import logging
@@ -56,6 +57,8 @@ class OutputFolderLock:
         self._fd: int | None = None
 
     def acquire(self) -> "OutputFolderLock":
+        if self.folder.exists() and not self.folder.is_dir():
+            raise UserError(f"--output_dir {self.folder}: is a file, not a folder; choose a folder for the run")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -73,6 +76,11 @@ class OutputFolderLock:
                 holder = _read_holder(fd)
                 os.close(fd)
                 raise UserError(_in_use(self.folder, holder)) from None
+            except OSError as err:
+                if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                    os.close(fd)
+                    raise
+                # A filesystem without flock (some NFS mounts): the holder's pid record below is the lock.
             # The holder we waited on may have removed the file (release) after we opened it: the lock is then on
             # a file no longer at the path, which a third run could create afresh. Only the file at the path counts.
             try:

@@ -129,6 +129,30 @@ def test_a_live_holder_is_respected_where_the_filesystem_ignores_flock(tmp_path)
         sleeper.wait()
 
 
+def test_a_filesystem_without_flock_falls_back_to_the_holders_pid(tmp_path, monkeypatch):
+    """Some NFS mounts answer flock with ENOLCK ("No locks available"): the run is not stopped by that, and the
+    pid record still keeps it out of a folder a live run holds."""
+    import errno
+
+    from arena_preference import run_folder
+
+    folder = tmp_path / "run"
+    holder = _holder(folder)  # another process, whose record names it
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(run_folder.fcntl, "flock", no_locks)
+    try:
+        with pytest.raises(run_folder.UserError, match=f"in use by another run: process {holder.pid} "):
+            run_folder.OutputFolderLock(folder).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_folder.OutputFolderLock(folder):  # its process is gone: taken over, flock or not
+        assert json.loads((folder / run_folder.LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
 def test_overwrite_output_dir_never_empties_a_folder_another_run_is_writing(tmp_path, capsys):
     """--overwrite_output_dir removes a folder's contents: with the lock checked first, it cannot pull the files
     from under a run in progress."""
@@ -143,6 +167,27 @@ def test_overwrite_output_dir_never_empties_a_folder_another_run_is_writing(tmp_
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_an_output_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    argv = [*TINY, "--train_file", str(EXAMPLES / "train.jsonl"), "--do_train"]
+    line = one_line_error(capsys, [*argv, "--output_dir", str(tmp_path / "taken")])
+    assert f"--output_dir {tmp_path / 'taken'}: is a file, not a folder" in line
+
+
+def test_an_output_dir_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    argv = [*TINY, "--train_file", str(EXAMPLES / "train.jsonl"), "--do_train"]
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who writes anywhere (root)")
+        line = one_line_error(capsys, [*argv, "--output_dir", str(locked)])
+        assert f"--output_dir {locked}: cannot be written (Permission denied)" in line
+    finally:
+        locked.chmod(0o755)
 
 
 def test_a_lock_file_cut_short_by_a_kill_mid_write_is_taken_over(tmp_path):
@@ -552,3 +597,23 @@ def test_broken_files_in_a_hub_repo_are_named_when_the_load_fails_on_them(saved_
                                          "safetensors file (")
     assert lines["pickled"].startswith("ModelFilesError user/pickled: pickled weights are refused: unpickling a "
                                        "file can run any code in it")
+
+
+def test_a_folder_written_by_save_to_disk_loads_as_battles(tmp_path):
+    """`DatasetDict.save_to_disk(folder)` then `--dataset_name folder`: the Arrow folder was read as data files and
+    refused with "state.json: no columns found"."""
+    import datasets
+
+    from arena_dataset import load_arena
+    from arena_preference import train
+
+    expected = load_arena(str(EXAMPLES / "train.jsonl"), split="train")  # a Dataset as users hold one
+    datasets.DatasetDict({"train": expected}).save_to_disk(str(tmp_path / "saved"))
+    for source in (tmp_path / "saved", tmp_path / "saved" / "train"):  # a DatasetDict's folder, or one split's
+        loaded = load_arena(str(source), split="train")
+        assert loaded["label"] == expected["label"] and loaded["prompt"] == expected["prompt"]
+    with pytest.raises(ValueError, match=r"saved: no split 'test' in this saved DatasetDict; found splits \['train'\]"):
+        load_arena(str(tmp_path / "saved"), split="test")
+    result = train.main([*TINY, "--dataset_name", str(tmp_path / "saved"), "--do_train", "--max_steps", "1",
+                         "--save_strategy", "no", "--output_dir", str(tmp_path / "out")])
+    assert result["metrics"]["train_samples"] == len(expected)  # no evaluation asked: nothing held out
