@@ -252,7 +252,7 @@ class ArenaTrainingArguments(TrainingArguments):
         return state
 
 
-# What `--help` shows first: the options of a first run (issue 27: the model options used to come before them),
+# What `--help` shows first: the options of a first run (the model options used to come before them),
 # then the project's own options and the defaults the recipe changes.
 FIRST_OPTIONS = ("train_file", "validation_file", "test_file", "dataset_name", "output_dir", "do_train", "do_eval",
                  "do_predict")

@@ -695,7 +695,7 @@ def test_values_of_the_wrong_type_are_named(tmp_path, load, fields, message):
 def test_label_as_text_number_or_name_is_read_and_a_float_or_bool_label_is_named(tmp_path, load):
     rows = [{**unlabelled(i), "label": v} for i, v in enumerate([0, "1", "winner_tie", " 2 "])]
     assert load(write_jsonl(tmp_path / "ok.jsonl", rows))["label"] == [0, 1, 2, 2]
-    for value, shown in ((1.5, "1.5"), (True, "True"), (3, "3")):  # 1.0 is read as 1 (issue 27)
+    for value, shown in ((1.5, "1.5"), (True, "True"), (3, "3")):  # 1.0 is read as 1, in every format
         path = write_jsonl(tmp_path / "label.jsonl", [{**unlabelled(0), "label": 0}, {**unlabelled(1), "label": value}])
         with pytest.raises(InvalidBattleError, match=rf"line 2 \(id 1\), field 'label': expected 0, 1, 2 or one of "
                                                      rf".*, got {shown}"):

@@ -1,4 +1,4 @@
-"""Issue 27: one run per output folder (the lock, the README's first command run twice), one clear line for the
+"""Round three of hostile inputs: one run per output folder (the lock, the README's first command run twice), one clear line for the
 last raw errors, and the first hour's rough edges. Each test names the case of the issue it covers."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _holder(folder: Path) -> subprocess.Popen:
 
 
 def test_two_train_runs_started_at_once_into_one_folder_one_runs_and_the_other_is_refused(tmp_path):
-    """The failure of issue 27: both exited 0 and the folder mixed their files. Now the second run to reach the
+    """The failure this fixes: both exited 0 and the folder mixed their files. Now the second run to reach the
     folder is refused, naming the folder and the process that holds it; the first one's files are whole."""
     folder = tmp_path / "shared"
     argv = [*TINY, "--train_file", str(EXAMPLES / "train.jsonl"), "--test_file", str(EXAMPLES / "test.csv"),
