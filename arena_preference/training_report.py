@@ -190,15 +190,18 @@ def model_card(model_args: Any, data_args: Any, training_args: Any, config: Any,
                      (*CARD_METRICS, *(f"f1_{label}" for label in LABELS)) if f"eval_{name}" in metrics)
     table = (f"| metric | value |\n| --- | --- |\n{rows}" if rows else "No evaluation was run.")
     head = describe_head(config)
+    encoder = f"`{model_args.model_name_or_path}`, {config.encoder_config.model_type}"
+    reads = (f"A joint cross-encoder: one encoder ({encoder}) reads each battle as one sequence (prompt, answer A, "
+             "answer B), in both orders" if getattr(config, "cross_encoder", False) else
+             f"A dual-tower model: one shared encoder ({encoder}) reads (prompt + response A) and (prompt + "
+             "response B)")
     shipped = ", ".join(f"`{name}`" for name in shipped_code())
     body = f"""
 # {repo_id}
 
 Predicts which of two chatbot answers a person prefers: (prompt, response A, response B) -> P(winner_model_a),
-P(winner_model_b), P(winner_tie). A dual-tower model: one shared encoder (`{model_args.model_name_or_path}`,
-{config.encoder_config.model_type}) reads (prompt + response A) and (prompt + response B), up to
-{config.max_length} tokens each (`{config.truncation}` truncation); head: {head}; style features:
-{config.style_features}. Trained with `train.py` of the arena-preference project.
+P(winner_model_b), P(winner_tie). {reads}, up to {config.max_length} tokens each (`{config.truncation}` truncation);
+head: {head}; style features: {config.style_features}. Trained with `train.py` of the arena-preference project.
 {llm_notes(config, data_args)}
 ## Evaluation
 
