@@ -213,12 +213,12 @@ def content_pair_loss(terms: ArenaRelevanceTerms, prompt: torch.Tensor, answer_a
             off_topic = ArenaRelevanceTerms.features(prompt, answers[other_side, partner], flags[other_side, partner])
             keep = usable & other_question.any(-1)
             gaps.append((terms.side(real) - terms.side(off_topic)).squeeze(-1)[keep])
+        columns = torch.arange(real.shape[1], device=real.device)
         for flag, value in (("is_empty", 1.0), ("is_cut_off", 1.0), ("repetition", REPEATED_ANSWER)):
-            broken = real.clone()
             column = 2 + ANSWER_FLAGS.index(flag)
-            if flag == "is_empty":
-                broken[:, 2:] = 0.0
-            broken[:, column] = torch.maximum(broken[:, column], torch.tensor(value, dtype=broken.dtype))
+            # out of place: `real` carries the encoder's gradient when it is fine-tuned
+            broken = torch.where(columns >= 2, 0.0, real) if flag == "is_empty" else real
+            broken = torch.where(columns == column, broken.clamp(min=value), broken)
             gaps.append((terms.side(real) - terms.side(broken)).squeeze(-1)[usable & (real[:, column] < value)])
     gap = torch.cat(gaps)
     return F.softplus(-gap).mean() if gap.numel() else prompt.new_zeros(())

@@ -54,7 +54,7 @@ def load_model_and_tokenizer(model_args: ModelArguments) -> tuple[Any, Any]:
 
 def relevance_options(model_args: ModelArguments) -> dict[str, Any]:
     """--relevance and --content_pairs_weight for load_model: as given; for a fresh model (an encoder, not a saved
-    arena model) the recipe's defaults where not given (`FRESH_RELEVANCE`, `FRESH_CONTENT_PAIRS_WEIGHT`); nothing
+    arena model) the recipe's defaults where not given (relevance with the classify head only) (`FRESH_RELEVANCE`, `FRESH_CONTENT_PAIRS_WEIGHT`); nothing
     for a saved model (it keeps what it was trained with)."""
     from arena_preference.model_loading import _is_arena
 
@@ -62,7 +62,7 @@ def relevance_options(model_args: ModelArguments) -> dict[str, Any]:
     given = {k: v for k, v in given.items() if v is not None}
     name = model_args.model_name_or_path
     if name.startswith("embedded:") or not _is_arena(name):
-        given.setdefault("relevance", FRESH_RELEVANCE)
+        given.setdefault("relevance", FRESH_RELEVANCE and model_args.head in (None, "classify"))  # a classify term
         if given["relevance"]:
             given.setdefault("content_pairs_weight", FRESH_CONTENT_PAIRS_WEIGHT)
     return given
