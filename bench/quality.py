@@ -733,6 +733,8 @@ def study_setup():
 DEFAULT_NEW = "new default: symmetric head + style terms, mean of last 3 layers"
 LAST_LAYER = "symmetric head + style terms, last layer only"
 REFERENCE = "today's default + swap TTA"
+RELEVANCE = "3-layer default + relevance terms, no content pairs"
+CONTENT_DEFAULT = "3-layer default + relevance terms + content pairs, weight 0.5 (issue 25 default)"
 BASELINES = ("symmetric class prior", "own-order class prior", "length LR (swap-aug, swap-avg)")
 RECIPES: dict[str, Recipe] = {
     "today's default (own order only)": Recipe(style="legacy", head="legacy"),
@@ -752,8 +754,15 @@ RECIPES: dict[str, Recipe] = {
     "pooling: answer tokens only": Recipe(pooling="response"),
     "+ prompt-answer relevance": Recipe(relevance=True),
     "+ HH-RLHF extra votes": Recipe(extra=True),
+    # issue 25: relevance content terms (the prompt and each answer encoded on their own), on the 3-layer default
+    RELEVANCE: Recipe(pooling="mean_last3", relevance_terms=True),
+    CONTENT_DEFAULT: Recipe(pooling="mean_last3", relevance_terms=True, pairs_weight=0.5),
+    "+ relevance terms + content pairs, weight 0.1": Recipe(pooling="mean_last3", relevance_terms=True,
+                                                            pairs_weight=0.1),
+    "+ relevance terms + content pairs, weight 2": Recipe(pooling="mean_last3", relevance_terms=True,
+                                                          pairs_weight=2.0),
 }
-LOSO_RECIPES = (REFERENCE, DEFAULT_NEW, LAST_LAYER, "+ HH-RLHF extra votes")
+LOSO_RECIPES = (REFERENCE, DEFAULT_NEW, LAST_LAYER, "+ HH-RLHF extra votes", CONTENT_DEFAULT)
 
 
 def predict(name: str, train: Battles, test: Battles, seed: int, extra: Battles | None,
@@ -875,11 +884,13 @@ def summarise(battles: Battles, cv: dict, loso: dict, args, wall: float, feature
             "pairs": len(probe), "per_source_pairs": {SOURCES[s]: int((probe.meta["source"] == s).sum()) for s in SOURCES},
             "rule": float(probe.meta["rule"].mean()), "rule_st": float(probe.meta["rule_st"].mean())}
             for kind, probe in probes.items()}
-    default = cv.get(DEFAULT_NEW)
-    if default is not None and default["content"] is not None:
+    for key, name in (("style_control", DEFAULT_NEW), ("style_control_content_default", CONTENT_DEFAULT)):
+        default = cv.get(name)
+        if default is None or default["content"] is None:
+            continue
         full, content, y = default["probs"].argmax(1), default["content"].argmax(1), battles.y
         differ = full != content
-        report["style_control"] = {
+        report[key] = {
             "disagree": float(differ.mean()), "disagree_count": int(differ.sum()),
             "accuracy_full": float((full == y).mean()), "accuracy_content": float((content == y).mean()),
             "accuracy_full_where_disagree": float((full[differ] == y[differ]).mean()) if differ.any() else None,
@@ -938,9 +949,11 @@ def render(report: dict) -> list[str]:
                       f"training sources: {', '.join(worse) if worse else 'none'}."]
     if report.get("offtopic"):
         lines += offtopic_lines(report)
-    if "style_control" in report:
-        sc = report["style_control"]
-        lines += ["", "## Style control (new default, out-of-fold)", "",
+    for key, title in (("style_control", "new default"), ("style_control_content_default", CONTENT_DEFAULT)):
+        if key not in report:
+            continue
+        sc = report[key]
+        lines += ["", f"## Style control ({title}, out-of-fold)", "",
                   f"Style-controlled prediction (content logits only) and full prediction disagree (argmax differs) "
                   f"on {sc['disagree']:.1%} of the votes ({sc['disagree_count']}); per source: "
                   + ", ".join(f"{s} {v:.1%}" for s, v in sc["disagree_per_source"].items()) + ".",
