@@ -56,7 +56,7 @@ def load_model_and_tokenizer(model_args: ModelArguments) -> tuple[Any, Any]:
 
 def relevance_options(model_args: ModelArguments) -> dict[str, Any]:
     """--relevance and --content_pairs_weight for load_model: as given; for a fresh model (an encoder, not a saved
-    arena model) the recipe's defaults where not given (`FRESH_RELEVANCE`, `FRESH_CONTENT_PAIRS_WEIGHT`); nothing
+    arena model) the recipe's defaults where not given (relevance with the classify head only) (`FRESH_RELEVANCE`, `FRESH_CONTENT_PAIRS_WEIGHT`); nothing
     for a saved model (it keeps what it was trained with)."""
     from arena_preference.model_loading import _is_arena
 

@@ -242,6 +242,11 @@ OFFTOPIC_KINDS = ("random", "nearest")
 OFFTOPIC_PAIRS = 600  # prompts per kind: +-1.2 points of accuracy at 90%
 
 
+def _columns(data) -> dict[str, list]:
+    """The columns the off-topic pairs read, as lists (a datasets.Dataset reads a whole column per `data[key]`)."""
+    return {k: list(data[k]) for k in ("id", "prompt", "response_a", "response_b", "label")}
+
+
 def _answer_side(data, i: int) -> str | None:
     """The answer of battle i that stands for "the answer to this prompt": the winner's, else A's; the other one
     where it is empty; None where both are."""
@@ -260,6 +265,7 @@ def offtopic_pairs(data, groups: list[str], folds: list[tuple[np.ndarray, np.nda
     (so neither prompt was seen in training) with as many turns: a random one ("random") or the one whose whole
     prompt is closest by cosine of `prompt_vectors` `(N, H)` ("nearest": the hard case, often a paraphrase of the
     same task). One battle per prompt (its first), `limit` prompts drawn at random (seeded)."""
+    data = _columns(data)
     rng = np.random.default_rng(seed)
     unit = prompt_vectors / np.maximum(np.linalg.norm(prompt_vectors, axis=1, keepdims=True), 1e-8)
     turns = np.array([len(p) for p in data["prompt"]])
@@ -270,11 +276,11 @@ def offtopic_pairs(data, groups: list[str], folds: list[tuple[np.ndarray, np.nda
             if groups[i] not in first and _answer_side(data, int(i)) is not None:
                 first[groups[i]] = int(i)
         reps = np.array(sorted(first.values()))
+        answer_of = {int(j): data[f"response_{_answer_side(data, int(j))}"][j] for j in reps}
         for i in reps:
             side = _answer_side(data, i)
             answer = data[f"response_{side}"][i]
-            candidates = [j for j in reps if j != i and turns[j] == turns[i]
-                          and data[f"response_{_answer_side(data, j)}"][j] != answer]
+            candidates = [j for j in reps if j != i and turns[j] == turns[i] and answer_of[int(j)] != answer]
             if not candidates:
                 continue
             if kind == "random":
@@ -291,6 +297,7 @@ def offtopic_dataset(data, pairs: list[tuple[int, str, int, str, int]]):
     the other prompt's answer, label 0 (A)."""
     from datasets import Dataset
 
+    data = _columns(data)
     return Dataset.from_dict({
         "id": [int(data["id"][i]) for i, *_ in pairs],
         "prompt": [data["prompt"][i] for i, *_ in pairs],
@@ -726,6 +733,8 @@ def study_setup():
 DEFAULT_NEW = "new default: symmetric head + style terms, mean of last 3 layers"
 LAST_LAYER = "symmetric head + style terms, last layer only"
 REFERENCE = "today's default + swap TTA"
+RELEVANCE = "3-layer default + relevance terms, no content pairs"
+CONTENT_DEFAULT = "3-layer default + relevance terms + content pairs, weight 0.5 (issue 25 default)"
 BASELINES = ("symmetric class prior", "own-order class prior", "length LR (swap-aug, swap-avg)")
 RECIPES: dict[str, Recipe] = {
     "today's default (own order only)": Recipe(style="legacy", head="legacy"),
@@ -745,8 +754,15 @@ RECIPES: dict[str, Recipe] = {
     "pooling: answer tokens only": Recipe(pooling="response"),
     "+ prompt-answer relevance": Recipe(relevance=True),
     "+ HH-RLHF extra votes": Recipe(extra=True),
+    # issue 25: relevance content terms (the prompt and each answer encoded on their own), on the 3-layer default
+    RELEVANCE: Recipe(pooling="mean_last3", relevance_terms=True),
+    CONTENT_DEFAULT: Recipe(pooling="mean_last3", relevance_terms=True, pairs_weight=0.5),
+    "+ relevance terms + content pairs, weight 0.1": Recipe(pooling="mean_last3", relevance_terms=True,
+                                                            pairs_weight=0.1),
+    "+ relevance terms + content pairs, weight 2": Recipe(pooling="mean_last3", relevance_terms=True,
+                                                          pairs_weight=2.0),
 }
-LOSO_RECIPES = (REFERENCE, DEFAULT_NEW, LAST_LAYER, "+ HH-RLHF extra votes")
+LOSO_RECIPES = (REFERENCE, DEFAULT_NEW, LAST_LAYER, "+ HH-RLHF extra votes", CONTENT_DEFAULT)
 
 
 def predict(name: str, train: Battles, test: Battles, seed: int, extra: Battles | None,
@@ -868,11 +884,13 @@ def summarise(battles: Battles, cv: dict, loso: dict, args, wall: float, feature
             "pairs": len(probe), "per_source_pairs": {SOURCES[s]: int((probe.meta["source"] == s).sum()) for s in SOURCES},
             "rule": float(probe.meta["rule"].mean()), "rule_st": float(probe.meta["rule_st"].mean())}
             for kind, probe in probes.items()}
-    default = cv.get(DEFAULT_NEW)
-    if default is not None and default["content"] is not None:
+    for key, name in (("style_control", DEFAULT_NEW), ("style_control_content_default", CONTENT_DEFAULT)):
+        default = cv.get(name)
+        if default is None or default["content"] is None:
+            continue
         full, content, y = default["probs"].argmax(1), default["content"].argmax(1), battles.y
         differ = full != content
-        report["style_control"] = {
+        report[key] = {
             "disagree": float(differ.mean()), "disagree_count": int(differ.sum()),
             "accuracy_full": float((full == y).mean()), "accuracy_content": float((content == y).mean()),
             "accuracy_full_where_disagree": float((full[differ] == y[differ]).mean()) if differ.any() else None,
@@ -931,9 +949,11 @@ def render(report: dict) -> list[str]:
                       f"training sources: {', '.join(worse) if worse else 'none'}."]
     if report.get("offtopic"):
         lines += offtopic_lines(report)
-    if "style_control" in report:
-        sc = report["style_control"]
-        lines += ["", "## Style control (new default, out-of-fold)", "",
+    for key, title in (("style_control", "new default"), ("style_control_content_default", CONTENT_DEFAULT)):
+        if key not in report:
+            continue
+        sc = report[key]
+        lines += ["", f"## Style control ({title}, out-of-fold)", "",
                   f"Style-controlled prediction (content logits only) and full prediction disagree (argmax differs) "
                   f"on {sc['disagree']:.1%} of the votes ({sc['disagree_count']}); per source: "
                   + ", ".join(f"{s} {v:.1%}" for s, v in sc["disagree_per_source"].items()) + ".",

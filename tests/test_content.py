@@ -270,3 +270,15 @@ def test_train_options_turn_relevance_and_the_pairs_on_and_off():
     assert off["content_pairs_weight"] == 0.0
     assert relevance_options(ModelArguments(model_name_or_path="embedded:tiny-deberta", relevance=False)) == {
         "relevance": False}
+    assert relevance_options(ModelArguments(model_name_or_path="embedded:tiny-deberta", head="rank")) == {
+        "relevance": False}
+
+
+def test_fine_tuning_takes_the_pairs_gradient_into_the_encoder(relevance_model, tiny_tokenizer):
+    """With the encoder trained too (--freeze_encoder false), the pair loss reaches it: the flags' broken copies
+    are built out of place."""
+    batch = batch_of(BATTLES + ON_TOPIC, tiny_tokenizer, relevance_model.config)
+    relevance_model.train()
+    relevance_model(**batch).loss.backward()
+    grads = [p.grad for p in relevance_model.encoder.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().max() > 0 for g in grads)

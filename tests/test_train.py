@@ -69,8 +69,12 @@ def initial_model(head: str):
 
     from arena_preference.model_loading import load_model
 
+    from arena_preference.recipe import relevance_options
+    from arena_preference.training_arguments import ModelArguments
+
     set_seed(42)  # train.py seeds before building the model: the same fresh heads
-    model, _ = load_model("embedded:tiny-deberta", head=head)
+    options = relevance_options(ModelArguments(model_name_or_path="embedded:tiny-deberta", head=head))
+    model, _ = load_model("embedded:tiny-deberta", head=head, **options)
     return model
 
 
