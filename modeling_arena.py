@@ -491,6 +491,8 @@ class ArenaPreTrainedModel(PreTrainedModel):
                     nn.init.zeros_(param)
             if getattr(module, "joint_head", None) is not None:
                 module.joint_head.reset_parameters()
+            if getattr(module, "relevance_terms", None) is not None:
+                self._init_weights(module.relevance_terms)
         if isinstance(module, ArenaRelevanceTerms):  # no relevance effect until trained, as the style terms
             nn.init.zeros_(module.side.weight)
             nn.init.zeros_(module.tie.weight)

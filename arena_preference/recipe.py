@@ -56,8 +56,8 @@ def load_model_and_tokenizer(model_args: ModelArguments) -> tuple[Any, Any]:
 
 def relevance_options(model_args: ModelArguments) -> dict[str, Any]:
     """--relevance and --content_pairs_weight for load_model: as given; for a fresh model (an encoder, not a saved
-    arena model) the recipe's defaults where not given (relevance with the classify head only) (`FRESH_RELEVANCE`, `FRESH_CONTENT_PAIRS_WEIGHT`); nothing
-    for a saved model (it keeps what it was trained with)."""
+    arena model) the recipe's defaults where not given (`FRESH_RELEVANCE`, `FRESH_CONTENT_PAIRS_WEIGHT`; relevance
+    for the dual tower's classify head only); nothing for a saved model (it keeps what it was trained with)."""
     from arena_preference.model_loading import _is_arena
 
     given = {k: getattr(model_args, k, None) for k in ("relevance", "content_pairs_weight")}
@@ -67,8 +67,8 @@ def relevance_options(model_args: ModelArguments) -> dict[str, Any]:
     # relevance terms, and LoRA runs (decoder LLMs) would pay three more encoder passes per battle for them.
     dual_tower_classify = ((getattr(model_args, "head", None) or "classify") == "classify"
                            and not getattr(model_args, "cross_encoder", False) and not getattr(model_args, "lora_r", None))
-    if (name.startswith("embedded:") or not _is_arena(name)) and (dual_tower_classify or given.get("relevance")):
-        given.setdefault("relevance", FRESH_RELEVANCE)
+    if name.startswith("embedded:") or not _is_arena(name):
+        given.setdefault("relevance", FRESH_RELEVANCE and dual_tower_classify)
         if given["relevance"]:
             given.setdefault("content_pairs_weight", FRESH_CONTENT_PAIRS_WEIGHT)
     return given
