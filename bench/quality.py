@@ -739,7 +739,7 @@ DEFAULT_NEW = "new default: symmetric head + style terms, mean of last 3 layers"
 LAST_LAYER = "symmetric head + style terms, last layer only"
 REFERENCE = "today's default + swap TTA"
 RELEVANCE = "3-layer default + relevance terms, no content pairs"
-CONTENT_DEFAULT = "3-layer default + relevance terms + content pairs, weight 0.5 (issue 25 default)"
+CONTENT_DEFAULT = "3-layer default + relevance terms + content pairs, weight 0.5"
 BASELINES = ("symmetric class prior", "own-order class prior", "length LR (swap-aug, swap-avg)")
 RECIPES: dict[str, Recipe] = {
     "today's default (own order only)": Recipe(style="legacy", head="legacy"),
@@ -766,6 +766,10 @@ RECIPES: dict[str, Recipe] = {
                                                             pairs_weight=0.1),
     "+ relevance terms + content pairs, weight 2": Recipe(pooling="mean_last3", relevance_terms=True,
                                                           pairs_weight=2.0),
+    "+ relevance terms + content pairs, weight 5": Recipe(pooling="mean_last3", relevance_terms=True,
+                                                          pairs_weight=5.0),
+    "+ relevance terms + content pairs, weight 10": Recipe(pooling="mean_last3", relevance_terms=True,
+                                                           pairs_weight=10.0),
     "+ relevance terms + content pairs, weight 0.5, pairs without the towers' terms": Recipe(
         pooling="mean_last3", relevance_terms=True, pairs_weight=0.5, pair_towers=False),
 }
