@@ -544,7 +544,9 @@ class ArenaModel(ArenaPreTrainedModel):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The head: `(B, H)` pooled towers (and `(B, F)` style features) -> `(B, 3)` logits, `(B, 2)` rewards with
         the rank head (else None) and `(B, 3)` content logits (the logits without the style terms; the logits
-        themselves when the model has no style features). Logits are divided by the temperature."""
+        themselves when the model has no style features). Logits are divided by the temperature. `relevance`:
+        the relevance terms `(B, 3)` of the full view and of the content view (`ArenaRelevanceTerms`), added to
+        the logits and to the content logits respectively."""
         rewards = None
         if self.classifier is not None:
             if self.classifier.style is not None:
