@@ -189,13 +189,27 @@ class ArenaRelevanceTerms(nn.Module):
         A = k.r_a      B = k.r_b      tie = q.|r_a - r_b|
 
     so the A - B gap is k.(r_a - r_b), antisymmetric, e.g. k_1 (cos(p, a) - cos(p, b)). Swapping A and B swaps the A
-    and B terms and keeps the tie term. These are content terms: they stay in `content_logits`.
+    and B terms and keeps the tie term. These are content terms: they stay in `content_logits`, where a second
+    weight adds to them (`content_terms`: A += c.r_a, B += c.r_b): the full view's k is fitted to the votes, which
+    rarely hinge on relevance; c is fitted by the label-free content pairs only (`content_pair_loss`), so that the
+    content view ("which answer is better, style aside") prefers the answer to the question asked.
     """
 
     def __init__(self, n_features: int = 2 + len(ANSWER_FLAGS)) -> None:
         super().__init__()
         self.side = nn.Linear(n_features, 1, bias=False)
         self.tie = nn.Linear(n_features, 1, bias=False)
+        self.content_side = nn.Linear(n_features, 1, bias=False)
+
+    def content_terms(self, features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+        """`(B, R)` features of each side -> `(B, 3)` the content view's extra A and B terms (tie: 0)."""
+        a, b = self.content_side(features_a), self.content_side(features_b)
+        return torch.cat([a, b, torch.zeros_like(a)], -1)
+
+    def content_gap(self, features_x: torch.Tensor, features_y: torch.Tensor) -> torch.Tensor:
+        """`(N,)` the content view's relevance part of logit(x) - logit(y), k held as the votes fit it."""
+        weight = self.side.weight.detach() + self.content_side.weight
+        return F.linear(features_x - features_y, weight).squeeze(-1)
 
     @staticmethod
     def features(prompt: torch.Tensor, answer: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
@@ -216,9 +230,18 @@ SAME_PROMPT_COSINE = 0.95
 REPEATED_ANSWER = 0.5
 
 
+def tower_gap(head: ArenaClassifyHead, tower_x: torch.Tensor, tower_y: torch.Tensor) -> torch.Tensor:
+    """`(N,)` the classify head's tower content terms of logit(x) - logit(y) for `(N, H)` pooled towers, its
+    weights held as the votes fit them (detached)."""
+    weight = head.content.weight.detach()
+    return (F.linear(torch.cat([tower_x, tower_y], -1), weight) - F.linear(torch.cat([tower_y, tower_x], -1),
+                                                                          weight)).squeeze(-1)
+
+
 def content_pair_loss(terms: ArenaRelevanceTerms, prompt: torch.Tensor, answer_a: torch.Tensor,
                       answer_b: torch.Tensor, flags_a: torch.Tensor, flags_b: torch.Tensor,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      generator: torch.Generator | None = None, head: ArenaClassifyHead | None = None,
+                      towers: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Label-free content pairs made from a batch of B battles, as a mean logistic loss (the on-topic answer wins):
 
     each non-empty answer (A and B of every battle) against
@@ -226,8 +249,12 @@ def content_pair_loss(terms: ArenaRelevanceTerms, prompt: torch.Tensor, answer_a
         vectors below `SAME_PROMPT_COSINE`), and against the one whose prompt is closest (the hard case);
       - itself emptied, cut off mid-sentence and said twice: the same vectors with the flag raised (the flags are
         what `encoding_arena.answer_flags` gives such answers), so only the flags' weights can tell them apart.
-    Scored by the relevance terms alone, the towers held equal: the tower and style terms cancel in such a pair,
-    and the tie logit stays out (these pairs have no tie). `prompt`, `answer_a/b`: `(B, 2, H)`; flags `(B, F)`.
+    Scored as the content view scores them, without the tie logit (these pairs have no tie): the relevance part
+    (`ArenaRelevanceTerms.content_gap`) plus, with `head` and `towers` (`(B, H)` pooled A and B), the towers'
+    content terms (`tower_gap`), the off-topic answer standing with its own battle's tower (its tower with this
+    prompt would cost an encoder pass per pair). Only the content view's own weight `content_side` learns from
+    them: the vote-fitted weights are held (detached), so the full view stays the votes'. `prompt`, `answer_a/b`:
+    `(B, 2, H)`; flags `(B, F)`.
     """
     batch = prompt.shape[0]
     unit = F.normalize(prompt[:, 0].float(), dim=-1)
@@ -245,14 +272,18 @@ def content_pair_loss(terms: ArenaRelevanceTerms, prompt: torch.Tensor, answer_a
             other_side = torch.randint(0, 2, (batch,), generator=generator, device=prompt.device)
             off_topic = ArenaRelevanceTerms.features(prompt, answers[other_side, partner], flags[other_side, partner])
             keep = usable & other_question.any(-1)
-            gaps.append((terms.side(real) - terms.side(off_topic)).squeeze(-1)[keep])
+            gap = terms.content_gap(real, off_topic)
+            if head is not None and towers is not None:
+                stacked = torch.stack(towers)
+                gap = gap + tower_gap(head, stacked[side], stacked[other_side, partner])
+            gaps.append(gap[keep])
         columns = torch.arange(real.shape[1], device=real.device)
         for flag, value in (("is_empty", 1.0), ("is_cut_off", 1.0), ("repetition", REPEATED_ANSWER)):
             column = 2 + ANSWER_FLAGS.index(flag)
             # out of place: `real` carries the encoder's gradient when it is fine-tuned
             broken = torch.where(columns >= 2, 0.0, real) if flag == "is_empty" else real
             broken = torch.where(columns == column, broken.clamp(min=value), broken)
-            gaps.append((terms.side(real) - terms.side(broken)).squeeze(-1)[usable & (real[:, column] < value)])
+            gaps.append(terms.content_gap(real, broken)[usable & (real[:, column] < value)])
     gap = torch.cat(gaps)
     return F.softplus(-gap).mean() if gap.numel() else prompt.new_zeros(())
 
@@ -491,11 +522,10 @@ class ArenaPreTrainedModel(PreTrainedModel):
                     nn.init.zeros_(param)
             if getattr(module, "joint_head", None) is not None:
                 module.joint_head.reset_parameters()
-            if getattr(module, "relevance_terms", None) is not None:
-                self._init_weights(module.relevance_terms)
-        if isinstance(module, ArenaRelevanceTerms):  # no relevance effect until trained, as the style terms
-            nn.init.zeros_(module.side.weight)
-            nn.init.zeros_(module.tie.weight)
+        terms = module if isinstance(module, ArenaRelevanceTerms) else getattr(module, "relevance_terms", None)
+        if isinstance(terms, ArenaRelevanceTerms):  # no relevance effect until trained, as the style terms
+            for linear in (terms.side, terms.tie, terms.content_side):
+                nn.init.zeros_(linear.weight)
 
 
 class ArenaModel(ArenaPreTrainedModel):
@@ -664,15 +694,18 @@ class ArenaModel(ArenaPreTrainedModel):
                                              answer_attention_mask_a, answer_input_ids_b, answer_attention_mask_b,
                                              prompt_pooled, answer_pooled_a, answer_pooled_b, answer_flags_a,
                                              answer_flags_b)
-            relevance = self.relevance_terms(ArenaRelevanceTerms.features(vectors[0], vectors[1], vectors[3]),
-                                             ArenaRelevanceTerms.features(vectors[0], vectors[2], vectors[4]))
-        logits, rewards, content_logits = self.compare(self.dropout(pooled_a), self.dropout(pooled_b), style_a,
-                                                       style_b, relevance=relevance)
+            features = (ArenaRelevanceTerms.features(vectors[0], vectors[1], vectors[3]),
+                        ArenaRelevanceTerms.features(vectors[0], vectors[2], vectors[4]))
+            relevance = self.relevance_terms(*features)
+            relevance = (relevance, relevance + self.relevance_terms.content_terms(*features))
+        pooled_a, pooled_b = self.dropout(pooled_a), self.dropout(pooled_b)
+        logits, rewards, content_logits = self.compare(pooled_a, pooled_b, style_a, style_b, relevance=relevance)
 
         loss = None if labels is None else self.loss(logits, labels, rewards)
         weight = getattr(self.config, "content_pairs_weight", 0.0)
         if loss is not None and vectors is not None and self.training and weight > 0:
-            loss = loss + weight * content_pair_loss(self.relevance_terms, *vectors)
+            loss = loss + weight * content_pair_loss(self.relevance_terms, *vectors, head=self.classifier,
+                                                     towers=(pooled_a, pooled_b))
         if return_dict is False:
             return tuple(v for v in (loss, logits, rewards, content_logits) if v is not None)
         return ArenaOutput(loss=loss, logits=logits, rewards=rewards, content_logits=content_logits)
@@ -731,11 +764,13 @@ class ArenaModel(ArenaPreTrainedModel):
         pooled_b: torch.Tensor,
         style_a: torch.Tensor | None = None,
         style_b: torch.Tensor | None = None,
-        relevance: torch.Tensor | None = None,
+        relevance: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The head: `(B, H)` pooled towers (and `(B, F)` style features) -> `(B, 3)` logits, `(B, 2)` rewards with
         the rank head (else None) and `(B, 3)` content logits (the logits without the style terms; the logits
-        themselves when the model has no style features). Logits are divided by the temperature."""
+        themselves when the model has no style features). Logits are divided by the temperature. `relevance`:
+        the relevance terms `(B, 3)` of the full view and of the content view (`ArenaRelevanceTerms`), added to
+        the logits and to the content logits respectively."""
         rewards = None
         if self.joint_head is not None:  # the cross-encoder: pooled_a, pooled_b are the orders (a, b), (b, a)
             if self.joint_head.style is not None:
@@ -754,8 +789,8 @@ class ArenaModel(ArenaPreTrainedModel):
             logits, content, rewards = self.ranker(pooled_a, pooled_b, style_a, style_b)
         if content is None:
             content = logits
-        if relevance is not None:  # `(B, 3)` relevance terms: content, in both views
-            logits, content = logits + relevance.to(logits.dtype), content + relevance.to(content.dtype)
+        if relevance is not None:  # `(B, 3)` relevance terms of the full view and of the content view
+            logits, content = logits + relevance[0].to(logits.dtype), content + relevance[1].to(content.dtype)
         temperature = self.config.temperature
         return logits.float() / temperature, rewards, content.float() / temperature
 
@@ -796,8 +831,8 @@ except ImportError:
     from pipeline_arena import ArenaPreferencePipeline  # noqa: F401, E402
 
 __all__ = [
-    "ArenaClassifyHead", "ArenaRelevanceTerms", "content_pair_loss", "ArenaModel", "ArenaRankHead", "ArenaOutput", "ArenaPreTrainedModel", "ModelFilesError", "check_model_files",
-    "davidson_logits",
+    "ArenaClassifyHead", "ArenaRelevanceTerms", "content_pair_loss", "tower_gap", "ArenaModel", "ArenaRankHead",
+    "ArenaOutput", "ArenaPreTrainedModel", "ModelFilesError", "check_model_files", "davidson_logits",
     "normalised_differences", "pool",
     "ArenaJointHead", "last_token", "mask_positions",
 ]

@@ -120,7 +120,8 @@ class ModelArguments:
         default=None,
         metadata={"help": "Weight of the label-free content pairs beside the votes (an answer beats an answer to "
                           "another prompt of the batch, and its own empty, cut-off and repeated versions; "
-                          "docs/quality.md). 0 turns them off. Fresh model with --relevance default: 0.5."},
+                          "docs/quality.md). They fit the content view's own relevance weight only. 0 turns them off. Fresh "
+                          "model with --relevance default: 10."},
     )
 
 

@@ -87,7 +87,7 @@ class Battles:
     legacy_style_b: np.ndarray
     y: np.ndarray
     meta: dict = field(default_factory=dict)
-    # relevance inputs (issue 25): `(N, 2, H)` the prompt / each answer encoded on its own (whole, last turn;
+    # relevance inputs: `(N, 2, H)` the prompt / each answer encoded on its own (whole, last turn;
     # `relevance_embeddings`, pooled as the towers), `(N, 3)` `encoding_arena.answer_flags` of each answer
     rel_prompt: np.ndarray | None = None
     rel_answer_a: np.ndarray | None = None
@@ -481,22 +481,26 @@ class RelevanceHead(nn.Module):
     model), added to both the logits and the content logits as `ArenaModel.compare` adds them; with
     `pairs_weight` > 0, `extra_loss` is the model's label-free `content_pair_loss` on the same batch, weighted."""
 
-    def __init__(self, head: nn.Module, pairs_weight: float = 0.0) -> None:
+    def __init__(self, head: nn.Module, pairs_weight: float = 0.0, pair_towers: bool = True) -> None:
         super().__init__()
         self.head, self.terms, self.pairs_weight = head, ArenaRelevanceTerms(), pairs_weight
-        nn.init.zeros_(self.terms.side.weight)
-        nn.init.zeros_(self.terms.tie.weight)
+        self.pair_towers = pair_towers
+        for linear in (self.terms.side, self.terms.tie, self.terms.content_side):
+            nn.init.zeros_(linear.weight)
 
     def forward(self, a, b, sa, sb, prompt, answer_a, answer_b, flags_a, flags_b):
         logits, content = self.head(a, b, sa, sb)
-        rel = self.terms(ArenaRelevanceTerms.features(prompt, answer_a, flags_a),
-                         ArenaRelevanceTerms.features(prompt, answer_b, flags_b))
-        return logits + rel, (logits if content is None else content) + rel
+        features = (ArenaRelevanceTerms.features(prompt, answer_a, flags_a),
+                    ArenaRelevanceTerms.features(prompt, answer_b, flags_b))
+        rel = self.terms(*features)
+        return logits + rel, (logits if content is None else content) + rel + self.terms.content_terms(*features)
 
     def extra_loss(self, a, b, sa, sb, prompt, answer_a, answer_b, flags_a, flags_b) -> torch.Tensor | None:
         if self.pairs_weight <= 0:
             return None
-        return self.pairs_weight * content_pair_loss(self.terms, prompt, answer_a, answer_b, flags_a, flags_b)
+        towers = {"head": self.head, "towers": (a, b)} if self.pair_towers else {}
+        return self.pairs_weight * content_pair_loss(self.terms, prompt, answer_a, answer_b, flags_a, flags_b,
+                                                     **towers)
 
 
 def train_head(head: nn.Module, inputs: list[torch.Tensor], y: torch.Tensor, seed: int,
@@ -557,6 +561,7 @@ class Recipe:
     ensemble: int = 1
     relevance_terms: bool = False
     pairs_weight: float = 0.0
+    pair_towers: bool = True  # content pairs scored with the towers' terms too (the model's way)
 
     def inputs(self, b: Battles) -> list[torch.Tensor]:
         a, bb = content_vectors(b, self.pooling)
@@ -600,7 +605,7 @@ class Recipe:
             weight = torch.as_tensor(len(train.y) / (3 * np.maximum(counts, 1)), dtype=torch.float32)
         head = self.build(x[0].shape[1], x[2].shape[1])
         if self.relevance_terms:
-            head = RelevanceHead(head, self.pairs_weight)
+            head = RelevanceHead(head, self.pairs_weight, self.pair_towers)
         return train_head(head, x, torch.as_tensor(train.y), seed, self.training, self.label_smoothing, weight)
 
     def fit_predict(self, train: Battles, test: Battles, seed: int, extra: Battles | None = None,
@@ -734,7 +739,7 @@ DEFAULT_NEW = "new default: symmetric head + style terms, mean of last 3 layers"
 LAST_LAYER = "symmetric head + style terms, last layer only"
 REFERENCE = "today's default + swap TTA"
 RELEVANCE = "3-layer default + relevance terms, no content pairs"
-CONTENT_DEFAULT = "3-layer default + relevance terms + content pairs, weight 0.5 (issue 25 default)"
+CONTENT_DEFAULT = "3-layer default + relevance terms + content pairs, weight 0.5"
 BASELINES = ("symmetric class prior", "own-order class prior", "length LR (swap-aug, swap-avg)")
 RECIPES: dict[str, Recipe] = {
     "today's default (own order only)": Recipe(style="legacy", head="legacy"),
@@ -754,13 +759,19 @@ RECIPES: dict[str, Recipe] = {
     "pooling: answer tokens only": Recipe(pooling="response"),
     "+ prompt-answer relevance": Recipe(relevance=True),
     "+ HH-RLHF extra votes": Recipe(extra=True),
-    # issue 25: relevance content terms (the prompt and each answer encoded on their own), on the 3-layer default
+    # relevance content terms (the prompt and each answer encoded on their own), on the 3-layer default
     RELEVANCE: Recipe(pooling="mean_last3", relevance_terms=True),
     CONTENT_DEFAULT: Recipe(pooling="mean_last3", relevance_terms=True, pairs_weight=0.5),
     "+ relevance terms + content pairs, weight 0.1": Recipe(pooling="mean_last3", relevance_terms=True,
                                                             pairs_weight=0.1),
     "+ relevance terms + content pairs, weight 2": Recipe(pooling="mean_last3", relevance_terms=True,
                                                           pairs_weight=2.0),
+    "+ relevance terms + content pairs, weight 5": Recipe(pooling="mean_last3", relevance_terms=True,
+                                                          pairs_weight=5.0),
+    "+ relevance terms + content pairs, weight 10": Recipe(pooling="mean_last3", relevance_terms=True,
+                                                           pairs_weight=10.0),
+    "+ relevance terms + content pairs, weight 0.5, pairs without the towers' terms": Recipe(
+        pooling="mean_last3", relevance_terms=True, pairs_weight=0.5, pair_towers=False),
 }
 LOSO_RECIPES = (REFERENCE, DEFAULT_NEW, LAST_LAYER, "+ HH-RLHF extra votes", CONTENT_DEFAULT)
 

@@ -1,4 +1,4 @@
-"""What the relevance terms (issue 25) cost: the prompt and each answer encoded on their own, beside the towers.
+"""What the relevance terms cost: the prompt and each answer encoded on their own, beside the towers.
 
     python bench/relevance_cost.py      # writes bench/results/relevance_cost.{md,json}; a few minutes on 2 cores
 

@@ -1,4 +1,4 @@
-"""Relevance content terms and the label-free content pairs (issue 25): encoding_arena.encode_relevance /
+"""Relevance content terms and the label-free content pairs: encoding_arena.encode_relevance /
 answer_flags, modeling_arena.ArenaRelevanceTerms / content_pair_loss, and their path through the collator, the
 frozen recipe's cache, the pipeline and a remote-code load."""
 
@@ -83,6 +83,16 @@ def test_relevance_model_is_symmetric_in_a_and_b(relevance_model, tiny_tokenizer
                                atol=1e-6, rtol=0)
 
 
+def test_the_content_views_own_weight_moves_the_content_view_only(relevance_model, tiny_tokenizer):
+    batch = batch_of(ON_TOPIC, tiny_tokenizer, relevance_model.config)
+    with torch.no_grad():
+        before = relevance_model(**batch)
+        relevance_model.relevance_terms.content_side.weight.fill_(5.0)
+        after = relevance_model(**batch)
+    torch.testing.assert_close(after.logits, before.logits)
+    assert (after.content_logits - before.content_logits).abs().max() > 1e-2
+
+
 def test_relevance_terms_are_content_not_style(relevance_model, tiny_tokenizer):
     """Without style weights the content view is the full view; the relevance terms move both views alike."""
     batch = batch_of(ON_TOPIC, tiny_tokenizer, relevance_model.config)
@@ -130,6 +140,13 @@ def test_relevance_inputs_are_required(relevance_model, tiny_tokenizer):
         relevance_model(**{k: v for k, v in batch.items() if not k.startswith("prompt_")})
 
 
+def test_a_fresh_model_starts_without_relevance_effect():
+    from arena_preference.model_loading import load_model
+
+    model, _ = load_model("embedded:tiny-deberta", relevance=True)
+    assert all(not p.any() for p in model.relevance_terms.parameters())
+
+
 def test_relevance_is_a_classify_head_term():
     from arena_preference.model_loading import load_model
 
@@ -153,19 +170,41 @@ def test_content_pairs_teach_relevance_and_the_flags():
 
     terms = ArenaRelevanceTerms()
     torch.nn.init.zeros_(terms.side.weight)
+    torch.nn.init.zeros_(terms.content_side.weight)
     inputs = _pair_inputs()
     start = content_pair_loss(terms, *inputs).item()
     assert start == pytest.approx(torch.nn.functional.softplus(torch.tensor(0.0)).item())  # log 2: no preference
+    votes_fit = terms.side.weight.detach().clone()
     optimizer = torch.optim.SGD(terms.parameters(), lr=1.0)
     for _ in range(50):
         optimizer.zero_grad()
         content_pair_loss(terms, *inputs).backward()
         optimizer.step()
-    weight = terms.side.weight[0]
+    weight = terms.content_side.weight[0]
     assert content_pair_loss(terms, *inputs).item() < start / 2
     assert weight[0] > 0 and weight[1] > 0  # closer to the prompt wins
     assert all(weight[2 + i] < 0 for i in range(len(ANSWER_FLAGS)))  # empty, cut-off, repeated lose
+    # only the content view's own weight learns: the full view's terms stay the votes'
+    assert torch.equal(terms.side.weight, votes_fit)
     assert terms.tie.weight.grad is None or not terms.tie.weight.grad.any()  # pairs have no tie
+
+
+def test_content_pairs_weigh_the_towers_terms_too():
+    """With the head and the towers, an off-topic answer whose tower the head likes makes the pair harder."""
+    from modeling_arena import ArenaClassifyHead, ArenaRelevanceTerms, content_pair_loss
+
+    terms, head = ArenaRelevanceTerms(), ArenaClassifyHead(4)
+    torch.nn.init.zeros_(terms.content_side.weight)
+    torch.nn.init.zeros_(terms.side.weight)
+    inputs = _pair_inputs()
+    towers = (torch.randn(8, 4), torch.randn(8, 4))
+    plain = content_pair_loss(terms, *inputs).item()
+    with torch.no_grad():
+        head.content.weight.normal_(0, 3.0)
+    with_towers = content_pair_loss(terms, *inputs, head=head, towers=towers)
+    assert with_towers.item() != pytest.approx(plain)
+    with_towers.backward()
+    assert head.content.weight.grad is None  # the towers' weights are the votes
 
 
 def test_content_pairs_skip_answers_to_the_same_question():
@@ -177,7 +216,8 @@ def test_content_pairs_skip_answers_to_the_same_question():
     prompt, a, b, fa, fb = _pair_inputs()
     prompt = prompt[:1].expand_as(prompt).clone()
     content_pair_loss(terms, prompt, a, b, fa, fb).backward()
-    assert terms.side.weight.grad[0, :2].abs().max() == 0
+    assert terms.content_side.weight.grad[0, :2].abs().max() == 0
+    assert terms.content_side.weight.grad[0, 2:].abs().max() > 0
 
 
 def test_content_pairs_weight_adds_the_pair_loss_in_training_only(relevance_model, tiny_tokenizer):
