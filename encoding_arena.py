@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,15 +210,20 @@ def _truncate_latest_turns(
     p_keep = min(len(p), max(room // 4, room - len(r), 1))  # 1: under 4 tokens of room, a quarter is 0
     r_keep = min(len(r), room - p_keep)
     last = user + (p[len(p) - p_keep :] if p_keep else []) + assistant + r[:r_keep]
-    kept = [last]
-    used = len(last)
-    for p, r in zip(reversed(prompts[:-1]), reversed(responses[:-1])):
-        turn = user + p + assistant + r
-        if used + len(turn) > budget:
+    earlier = (user + p + assistant + r for p, r in zip(reversed(prompts[:-1]), reversed(responses[:-1])))
+    return _with_earlier_exchanges(last, earlier, budget)
+
+
+def _with_earlier_exchanges(last: list[int], earlier_newest_first: Iterable[list[int]], budget: int) -> list[int]:
+    """`last` preceded by the earlier exchanges (given newest first) kept whole while they fit in `budget`, in
+    conversation order: the truncation rule the towers and the cross-encoder share."""
+    kept, used = [last], len(last)
+    for exchange in earlier_newest_first:
+        if used + len(exchange) > budget:
             break
-        kept.append(turn)
-        used += len(turn)
-    return [t for turn in reversed(kept) for t in turn]
+        kept.append(exchange)
+        used += len(exchange)
+    return [t for exchange in reversed(kept) for t in exchange]
 
 
 def _truncate_head(
@@ -383,14 +388,9 @@ def _truncate_joint(
     f_keep = min(len(f), max(rest - rest // 2, rest - len(s)))
     s_keep = min(len(s), rest - f_keep)
     last = user + (p[len(p) - p_keep:] if p_keep else []) + first_marker + f[:f_keep] + second_marker + s[:s_keep]
-    kept, used = [last], len(last)
-    for p, f, s in zip(reversed(prompts[:-1]), reversed(firsts[:-1]), reversed(seconds[:-1])):
-        exchange = user + p + first_marker + f + second_marker + s
-        if used + len(exchange) > budget:
-            break
-        kept.append(exchange)
-        used += len(exchange)
-    return [t for exchange in reversed(kept) for t in exchange]
+    earlier = (user + p + first_marker + f + second_marker + s
+               for p, f, s in zip(reversed(prompts[:-1]), reversed(firsts[:-1]), reversed(seconds[:-1])))
+    return _with_earlier_exchanges(last, earlier, budget)
 
 
 def encode_joint_battles(
